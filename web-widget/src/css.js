@@ -1,0 +1,47 @@
+// The widget's stylesheet. Themeable through inherited custom properties set by the host page:
+// --journey-accent, --journey-bg, --journey-fg, --journey-radius, --journey-font.
+export default `
+:host{all:initial}
+.j{--a:var(--journey-accent,#1d4ed8);--b:var(--journey-bg,#fff);--f:var(--journey-fg,#1a1a1a);--r:var(--journey-radius,12px);
+font:15px/1.45 var(--journey-font,system-ui,-apple-system,"Segoe UI",Roboto,sans-serif);color:var(--f);background:var(--b);
+border-radius:var(--r);padding:16px;box-sizing:border-box;width:min(380px,calc(100vw - 24px));text-align:start}
+.j *{box-sizing:border-box;font:inherit;color:inherit;margin:0}
+.p,.m{box-shadow:0 10px 32px rgba(0,0,0,.28);border:1px solid rgba(0,0,0,.15)}
+.p{position:fixed;z-index:2147483646;bottom:16px;right:16px;animation:in .25s ease-out}
+.p.tl,.p.tr{top:16px;bottom:auto}.p.tl,.p.bl{left:16px;right:auto}
+.m{margin:auto;max-height:90vh;overflow:auto;animation:in .2s ease-out}
+.m::backdrop{background:rgba(0,0,0,.5)}
+.i{width:100%;max-width:560px;border:1px solid rgba(0,0,0,.2)}
+.hd{display:flex;align-items:flex-start;gap:8px;margin-bottom:10px}
+.j h2{font-size:17px;font-weight:600;flex:1}
+.x{border:0;background:none;cursor:pointer;font-size:22px;line-height:1;padding:2px 8px;border-radius:6px}
+.pr{font-weight:600;margin-bottom:10px;display:block}
+.sc{display:flex;gap:6px;flex-wrap:wrap}
+.ls{display:grid;gap:6px}
+.o{position:relative;flex:1 1 0;min-width:0;cursor:pointer}
+.sc.n .o{flex:1 0 26px}
+.o input{position:absolute;opacity:0;width:1px;height:1px;margin:0}
+.o span{display:flex;flex-direction:column;align-items:center;gap:4px;text-align:center;border:1px solid #767676;border-radius:8px;padding:7px 4px;font-size:13px;height:100%}
+.ls .o span{flex-direction:row;text-align:start;padding:8px 10px;font-size:14px}
+.ls .o span:before{content:"";width:14px;height:14px;border:2px solid currentColor;border-radius:50%;flex:none}
+.ls .c span:before{border-radius:3px}
+.o input:checked+span{background:var(--a);color:var(--b);border-color:var(--a)}
+.ls .o input:checked+span:before{background:currentColor;box-shadow:inset 0 0 0 2px var(--a)}
+.o:hover span{border-color:var(--a)}
+:focus-visible,.o input:focus-visible+span{outline:3px solid var(--a);outline-offset:2px}
+.ds{font-size:13px;margin-top:6px;opacity:.85}
+textarea,.ot{width:100%;border:1px solid #767676;border-radius:8px;padding:8px;background:var(--b);resize:vertical}
+textarea{min-height:80px}.ot{margin-top:8px}
+svg{width:30px;height:30px;fill:none;stroke:currentColor;stroke-width:1.5;stroke-linecap:round}
+svg .e{fill:currentColor;stroke:none}
+.ft{display:flex;align-items:center;gap:8px;margin-top:14px}
+.st{flex:1;font-size:13px}
+.er{color:#b00020;font-weight:600}
+.o input:checked+span .er{color:inherit}
+.nx{border:0;border-radius:8px;padding:8px 18px;background:var(--a);color:var(--b);cursor:pointer;font-weight:600}
+.ty{font-size:16px;padding:12px 0}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+[hidden]{display:none!important}
+@keyframes in{from{opacity:0;transform:translateY(10px)}}
+@media (prefers-reduced-motion:reduce){.p,.m{animation:none}}
+`
