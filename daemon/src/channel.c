@@ -1,0 +1,23 @@
+/* Allocation of the records that cross from the network thread to the store thread. */
+#include "channel.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+jd_record *jd_record_new(jd_record_kind kind, bool acked, uint64_t conn_id, const char *client_id,
+                         const char *json, size_t len)
+{
+    jd_record *r = malloc(sizeof(*r) + len + 1);
+    if (!r)
+        return NULL;
+    r->kind = kind;
+    r->acked = acked;
+    r->conn_id = conn_id;
+    snprintf(r->client_id, sizeof(r->client_id), "%s", client_id ? client_id : "");
+    r->len = len;
+    if (len)
+        memcpy(r->json, json, len);
+    r->json[len] = '\0';
+    return r;
+}

@@ -1,0 +1,44 @@
+/* What crosses between the network thread and the store thread. Records flow net -> store
+ * through the inbound queue; events flow store -> net through the outbound queue. A pushed
+ * record is owned by the store from then on and freed there; events are plain values except
+ * JD_EV_CATALOG, whose snapshot the network thread takes over. */
+#ifndef JD_CHANNEL_H
+#define JD_CHANNEL_H
+
+#include "proto.h"
+#include "util.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One row (or upsert) for the store, with what is needed to ack it. Allocated in one block by
+ * jd_record_new; freed with free(). */
+typedef struct jd_record {
+    jd_record_kind kind;
+    bool acked; /* send an ack for client_id after COMMIT */
+    uint64_t conn_id;
+    char client_id[JD_UUID_LEN + 1];
+    size_t len;
+    char json[]; /* NUL-terminated JSON object */
+} jd_record;
+
+/* Returns a new record copying json[0..len), or NULL when out of memory. */
+jd_record *jd_record_new(jd_record_kind kind, bool acked, uint64_t conn_id, const char *client_id,
+                         const char *json, size_t len);
+
+typedef enum {
+    JD_EV_ACK = 0,  /* client_id of conn_id is committed */
+    JD_EV_REJECT,   /* the database refused client_id for good: send store_rejected */
+    JD_EV_CATALOG,  /* ptr is a new jd_catalog the network thread now owns */
+    JD_EV_RESUME,   /* the inbound queue has room again: retry stalled connections */
+    JD_EV_DRAINED,  /* everything before the drain marker is committed and acked */
+} jd_event_kind;
+
+typedef struct jd_event {
+    jd_event_kind kind;
+    uint64_t conn_id;
+    char client_id[JD_UUID_LEN + 1];
+    void *ptr;
+} jd_event;
+
+#endif

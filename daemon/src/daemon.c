@@ -1,0 +1,253 @@
+/* The daemon's main loop. Thread layout (docs/architecture.md): this thread runs libevent and
+ * owns the store (PostgreSQL), the timers and the signals; the network thread runs lws. They
+ * meet only at the two bounded queues and the wake-ups documented in channel.h. */
+#include "daemon.h"
+
+#include "channel.h"
+#include "files.h"
+#include "log.h"
+#include "net.h"
+#include "pgembed.h"
+#include "store.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { JD_DAEMON_SERVING = 0, JD_DAEMON_DRAINING, JD_DAEMON_STOPPING } jd_daemon_state;
+
+typedef struct jd_daemon {
+    jd_config config;
+    int argc;
+    char *const *argv;
+    struct event_base *base;
+    jd_queue inbound, outbound;
+    jd_store *store;
+    jd_net *net;
+    struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_timer, *net_done_ev;
+    jd_daemon_state state;
+    bool drain_aborted;
+} jd_daemon;
+
+typedef struct jd_loader {
+    jd_net *net;
+    jd_config config;
+} jd_loader;
+
+bool jd_daemon_resolve_database(const jd_config *config, char *out, size_t out_len,
+                                bool *embedded_started, char *err, size_t err_len)
+{
+    *embedded_started = false;
+    if (config->database_url[0]) {
+        snprintf(out, out_len, "%s", config->database_url);
+        return true;
+    }
+    return jd_pgembed_start(config->data_dir, out, out_len, embedded_started, err, err_len);
+}
+
+static void wake_net(void *arg)
+{
+    jd_daemon *d = arg;
+    if (d->net)
+        jd_net_wake(d->net);
+}
+
+static void wake_store(void *arg)
+{
+    jd_store_wake(((jd_daemon *)arg)->store);
+}
+
+static bool db_healthy(void *arg, char *reason, size_t len)
+{
+    return jd_store_healthy(((jd_daemon *)arg)->store, reason, len);
+}
+
+static void net_finished(void *arg)
+{
+    /* Called on the network thread: hand over to the loop thread. */
+    event_active(((jd_daemon *)arg)->net_done_ev, EV_READ, 0);
+}
+
+static void on_net_done(evutil_socket_t fd, short what, void *arg)
+{
+    jd_daemon *d = arg;
+    d->state = JD_DAEMON_STOPPING;
+    event_base_loopbreak(d->base);
+}
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    jd_daemon *d = arg;
+    d->drain_aborted = true;
+    jd_log_error("drain: timed out after %d s with %zu records not committed (not acked; "
+                 "clients will resend them)",
+                 d->config.drain_timeout, jd_store_pending(d->store));
+    jd_net_abort(d->net);
+}
+
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+    jd_daemon *d = arg;
+    if (d->state != JD_DAEMON_SERVING) {
+        static const char msg[] = "journeyd: second signal, exiting at once\n";
+        ssize_t ignored = write(2, msg, sizeof(msg) - 1);
+        (void)ignored;
+        _exit(1);
+    }
+    d->state = JD_DAEMON_DRAINING;
+    jd_log_info("%s: draining (send it again to exit at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    struct timeval tv = {d->config.drain_timeout, 0};
+    event_add(d->drain_timer, &tv);
+    jd_net_drain(d->net);
+}
+
+static void *load_files(void *arg)
+{
+    jd_loader *l = arg;
+    jd_files *files = NULL;
+    char err[512];
+    if (jd_files_load(l->config.static_dir, &files, err, sizeof(err)))
+        jd_net_update(l->net, &l->config, files);
+    else
+        jd_log_error("reload: %s; keeping the old files", err);
+    free(l);
+    return NULL;
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    jd_daemon *d = arg;
+    jd_config next;
+    jd_command command;
+    char err[512], restart[512];
+    if (!jd_config_load(&next, &command, d->argc, d->argv, err, sizeof(err))) {
+        jd_log_error("SIGHUP: %s; keeping the running config", err);
+        return;
+    }
+    jd_config_restart_needed(&d->config, &next, restart, sizeof(restart));
+    if (restart[0])
+        jd_log_warn("SIGHUP: these settings change only after a restart: %s", restart);
+    jd_log_level level = JD_LOG_INFO;
+    if (jd_log_level_parse(next.log_level, &level))
+        jd_log_configure(level, strcmp(next.log_format, "json") == 0);
+    /* Keep the running values of restart-only settings so the two threads stay consistent. */
+    jd_config applied = next;
+    memcpy(applied.listen, d->config.listen, sizeof(applied.listen));
+    memcpy(applied.database_url, d->config.database_url, sizeof(applied.database_url));
+    applied.max_conns = d->config.max_conns;
+    applied.queue_capacity = d->config.queue_capacity;
+    applied.ping_interval = d->config.ping_interval;
+    d->config = applied;
+    jd_store_apply_config(d->store, &applied);
+    jd_net_update(d->net, &applied, NULL);
+    /* File reads happen off both loops. */
+    jd_loader *loader = malloc(sizeof(*loader));
+    pthread_t t;
+    if (loader) {
+        loader->net = d->net;
+        loader->config = applied;
+        if (pthread_create(&t, NULL, load_files, loader) == 0)
+            pthread_detach(t);
+        else
+            free(loader);
+    }
+    jd_log_info("SIGHUP: config reloaded");
+}
+
+int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
+{
+    jd_daemon d;
+    memset(&d, 0, sizeof(d));
+    d.config = *config;
+    d.argc = argc;
+    d.argv = argv;
+    int rc = 1;
+    bool embedded = false;
+    char conninfo[2048], err[1024];
+    jd_files *files = NULL;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() != 0 || !(d.base = event_base_new())) {
+        jd_log_error("cannot create the event loop");
+        return 1;
+    }
+    if (!jd_daemon_resolve_database(config, conninfo, sizeof(conninfo), &embedded, err,
+                                    sizeof(err))) {
+        jd_log_error("%s", err);
+        goto done;
+    }
+    if (!jd_queue_init(&d.inbound, sizeof(jd_record *), (size_t)config->queue_capacity) ||
+        !jd_queue_init(&d.outbound, sizeof(jd_event), (size_t)config->queue_capacity * 2 + 4096)) {
+        jd_log_error("out of memory for the queues");
+        goto done;
+    }
+    if (!jd_files_load(config->static_dir, &files, err, sizeof(err))) {
+        jd_log_error("%s", err);
+        goto done;
+    }
+    if (!files->n)
+        jd_log_warn("static_dir %s has no files: build the widget (node web-widget/build.mjs)",
+                    config->static_dir);
+    d.net_done_ev = event_new(d.base, -1, 0, on_net_done, &d);
+    d.drain_timer = evtimer_new(d.base, on_drain_timeout, &d);
+    d.sigterm_ev = evsignal_new(d.base, SIGTERM, on_terminate, &d);
+    d.sigint_ev = evsignal_new(d.base, SIGINT, on_terminate, &d);
+    d.sighup_ev = evsignal_new(d.base, SIGHUP, on_reload, &d);
+    if (!d.net_done_ev || !d.drain_timer || !d.sigterm_ev || !d.sigint_ev || !d.sighup_ev ||
+        event_add(d.sigterm_ev, NULL) || event_add(d.sigint_ev, NULL) ||
+        event_add(d.sighup_ev, NULL)) {
+        jd_log_error("cannot set up signal handling");
+        goto done;
+    }
+    if (!jd_store_create(d.base, config, conninfo, &d.inbound, &d.outbound, wake_net, &d,
+                         &d.store)) {
+        jd_log_error("cannot create the store");
+        goto done;
+    }
+    jd_net_hooks hooks = {.wake_store = wake_store, .db_healthy = db_healthy,
+                          .finished = net_finished, .arg = &d};
+    if (!jd_net_start(config, files, &d.inbound, &d.outbound, &hooks, &d.net, err, sizeof(err))) {
+        files = NULL; /* taken over and freed */
+        jd_log_error("%s", err);
+        goto done;
+    }
+    files = NULL;
+    jd_net_wake(d.net); /* deliver anything the store queued before the net existed */
+    jd_log_info("journeyd %s listening on http://%s (WebSocket /ws, demo /demo/index.html)",
+                JD_VERSION, config->listen);
+    event_base_dispatch(d.base);
+    rc = d.drain_aborted ? 1 : 0;
+    jd_log_info("stopped");
+
+done:
+    jd_net_destroy(&d.net);
+    jd_store_destroy(&d.store);
+    jd_files_free(&files);
+    /* Events still queued for a network thread that is gone. */
+    if (d.outbound.slots) {
+        jd_event ev;
+        bool unblocked;
+        while (jd_queue_pop(&d.outbound, &ev, 1, &unblocked) == 1)
+            if (ev.kind == JD_EV_CATALOG)
+                jd_catalog_free((jd_catalog **)&ev.ptr);
+    }
+    jd_queue_destroy(&d.inbound);
+    jd_queue_destroy(&d.outbound);
+    struct event **evs[] = {&d.net_done_ev, &d.drain_timer, &d.sigterm_ev, &d.sigint_ev,
+                            &d.sighup_ev};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (*evs[i]) {
+            event_free(*evs[i]);
+            *evs[i] = NULL;
+        }
+    if (d.base)
+        event_base_free(d.base);
+    if (embedded)
+        jd_pgembed_stop(config->data_dir);
+    return rc;
+}

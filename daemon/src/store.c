@@ -1,0 +1,957 @@
+/* The store thread's PostgreSQL engine. One nonblocking libpq connection in pipeline mode carries
+ * a FIFO of requests (prepare, catalog load, batch). A batch is a group commit: up to batch_max
+ * records popped from the inbound queue, written with one prepared statement per table, each
+ * taking the whole batch as one JSON array (json_to_recordset), followed by a pipeline sync: the
+ * sync ends the implicit transaction, so PGRES_PIPELINE_SYNC means COMMIT is durable
+ * (synchronous_commit is forced on) and only then are the client ids acked. Up to
+ * pipeline_depth batches are in flight, so the next batch is built while the previous commits:
+ * batch size adapts to load by itself. Failure handling:
+ *  - data errors (SQLSTATE classes 22 and 23) split the batch into single-record batches, so one
+ *    poisoned row is rejected with store_rejected and its neighbours are still stored;
+ *  - anything else (connection loss, shutdown, resource errors) keeps the batch and retries it
+ *    after reconnecting; inserts are idempotent (ON CONFLICT DO NOTHING), so a batch whose COMMIT
+ *    outcome is unknown can safely run twice.
+ * While batches cannot be written the store stops popping, the inbound queue fills, and the
+ * network thread pauses reading: memory stays bounded. */
+#include "store.h"
+
+#include "catalog.h"
+#include "channel.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JD_MAX_STATEMENTS 4
+
+typedef enum {
+    JD_STORE_DISCONNECTED = 0, /* waiting for the reconnect timer */
+    JD_STORE_CONNECTING,       /* PQconnectPoll in progress */
+    JD_STORE_READY,            /* pipeline open, requests flow */
+    JD_STORE_CLOSED,           /* destroyed */
+} jd_store_state;
+
+typedef enum { JD_REQ_SETUP = 0, JD_REQ_CATALOG, JD_REQ_BATCH } jd_request_kind;
+
+typedef struct jd_batch {
+    jd_record **records;
+    size_t n;
+    bool single; /* already isolated: a data error rejects it */
+} jd_batch;
+
+typedef struct jd_request {
+    struct jd_request *next;
+    jd_request_kind kind;
+    jd_batch *batch;         /* JD_REQ_BATCH */
+    uint64_t sent_us;
+    int results_pending;     /* statements whose results have not all arrived */
+    bool failed;
+    char sqlstate[6];
+    char error[256];
+    char *catalog_json;      /* JD_REQ_CATALOG: the document, owned */
+} jd_request;
+
+/* A FIFO of batches waiting to be (re)sent, in order. */
+typedef struct jd_batch_list {
+    jd_batch **items;
+    size_t n, cap;
+} jd_batch_list;
+
+struct jd_store {
+    struct event_base *base;
+    jd_config config;
+    char *conninfo;
+    jd_queue *inbound;
+    jd_queue *outbound;
+    jd_store_wake_fn wake_net;
+    void *wake_arg;
+
+    jd_store_state state;
+    PGconn *conn;
+    struct event *read_ev;
+    struct event *write_ev;
+    struct event *wake_ev;
+    struct event *reconnect_ev;
+    struct event *catalog_ev;
+    struct event *retry_events_ev;
+    uint64_t backoff_ms;
+
+    jd_request *head, *tail; /* in flight, in send order */
+    int batches_in_flight;
+    jd_batch_list waiting; /* batches to send before popping more records */
+    jd_record **pop_buf;
+
+    jd_event *pending_events; /* outbound events that did not fit yet */
+    size_t n_pending_events, cap_pending_events;
+
+    bool drain_seen;
+    bool drained_sent;
+    bool catalog_in_flight;
+
+    pthread_mutex_t health_lock;
+    char health_reason[256];
+    atomic_bool healthy;
+};
+
+static void store_set_state(jd_store *s, jd_store_state state, const char *reason);
+static void store_pump(jd_store *s);
+static void store_flush_output(jd_store *s);
+static void store_schedule_reconnect(jd_store *s);
+
+/* --- SQL --------------------------------------------------------------------------------- */
+
+static const char *const statement_names[JD_MAX_STATEMENTS] = {"jd_respondents", "jd_sessions",
+                                                               "jd_touches", "jd_answers"};
+
+static const char *const statement_sql[JD_MAX_STATEMENTS] = {
+    "INSERT INTO respondents (site_id, id) "
+    "SELECT DISTINCT r.site_id, r.respondent_id "
+    "FROM json_to_recordset($1::json) AS r(site_id bigint, respondent_id uuid) "
+    "ON CONFLICT DO NOTHING",
+
+    /* A hello and a later consent for one session can share a batch: keep the last. */
+    "INSERT INTO sessions (id, site_id, respondent_id, consent_mode, consent, url, referrer, lang, "
+    "utm, persona_id, stage_id, touchpoint_id) "
+    "SELECT DISTINCT ON (r.id) r.id, r.site_id, r.respondent_id, r.consent_mode, r.consent, "
+    "r.url, r.referrer, r.lang, coalesce(r.utm, '{}'), r.persona_id, r.stage_id, r.touchpoint_id "
+    "FROM json_to_recordset($1::json) WITH ORDINALITY AS r(id uuid, site_id bigint, "
+    "respondent_id uuid, consent_mode text, consent boolean, url text, referrer text, lang text, "
+    "utm jsonb, persona_id bigint, stage_id bigint, touchpoint_id bigint, n bigint) "
+    "ORDER BY r.id, r.n DESC "
+    "ON CONFLICT (id) DO UPDATE SET consent = EXCLUDED.consent",
+
+    "INSERT INTO touch_events (site_id, client_id, session_id, respondent_id, kind, name, url, "
+    "stage_id, touchpoint_id, client_ts) "
+    "SELECT r.site_id, r.client_id, r.session_id, r.respondent_id, r.kind, r.name, r.url, "
+    "r.stage_id, r.touchpoint_id, r.client_ts "
+    "FROM json_to_recordset($1::json) AS r(site_id bigint, client_id uuid, session_id uuid, "
+    "respondent_id uuid, kind text, name text, url text, stage_id bigint, touchpoint_id bigint, "
+    "client_ts timestamptz) "
+    "ON CONFLICT (site_id, client_id) DO NOTHING",
+
+    "INSERT INTO answers (site_id, map_id, client_id, survey_id, question_id, session_id, "
+    "respondent_id, persona_id, stage_id, touchpoint_id, emotion, score, goal_reached, "
+    "obstacle_ids, choice, thought, action, value, client_ts) "
+    "SELECT r.site_id, r.map_id, r.client_id, r.survey_id, r.question_id, r.session_id, "
+    "r.respondent_id, r.persona_id, r.stage_id, r.touchpoint_id, r.emotion, r.score, "
+    "r.goal_reached, coalesce(r.obstacle_ids, '{}'), r.choice, r.thought, r.action, r.value, "
+    "r.client_ts "
+    "FROM json_to_recordset($1::json) AS r(site_id bigint, map_id bigint, client_id uuid, "
+    "survey_id bigint, question_id bigint, session_id uuid, respondent_id uuid, "
+    "persona_id bigint, stage_id bigint, touchpoint_id bigint, emotion smallint, score smallint, "
+    "goal_reached boolean, obstacle_ids bigint[], choice text[], thought text, action text, "
+    "value jsonb, client_ts timestamptz) "
+    "ON CONFLICT (site_id, client_id) DO NOTHING",
+};
+
+/* One document with every site, its maps' slugs and its live surveys, so the network thread can
+ * validate frames without a round trip. Retired questions and non-live surveys are left out. */
+static const char catalog_sql[] =
+    "SELECT json_build_object('sites', coalesce(json_agg(json_build_object("
+    " 'id', s.id, 'key', s.key, 'origins', to_json(s.allowed_origins),"
+    " 'consent_mode', s.consent_mode,"
+    " 'maps', (SELECT coalesce(json_agg(json_build_object('id', m.id,"
+    "   'personas', (SELECT coalesce(json_object_agg(p.slug, p.id), '{}') FROM personas p"
+    "                WHERE p.map_id = m.id),"
+    "   'stages', (SELECT coalesce(json_object_agg(x.slug, x.id), '{}') FROM stages x"
+    "              WHERE x.map_id = m.id),"
+    "   'touchpoints', (SELECT coalesce(json_object_agg(t.slug, t.id), '{}') FROM touchpoints t"
+    "                   WHERE t.map_id = m.id),"
+    "   'obstacles', (SELECT coalesce(json_object_agg(o.slug, o.id), '{}') FROM obstacles o"
+    "                 WHERE o.map_id = m.id)) ORDER BY m.id), '[]')"
+    "   FROM maps m WHERE m.site_id = s.id),"
+    " 'surveys', (SELECT coalesce(json_agg(json_build_object('id', sv.id, 'slug', sv.slug,"
+    "   'title', sv.title, 'map', sv.map_id, 'locale', sv.locale, 'display', sv.display,"
+    "   'trigger', sv.trigger,"
+    "   'obstacles', (SELECT coalesce(json_agg(json_build_object('slug', o.slug, 'name', o.name)"
+    "                 ORDER BY o.id), '[]') FROM obstacles o WHERE o.map_id = sv.map_id),"
+    "   'questions', (SELECT coalesce(json_agg(json_build_object('id', q.id, 'key', q.key,"
+    "     'kind', q.kind, 'prompt', q.prompt, 'required', q.required, 'options', q.options,"
+    "     'lane', q.lane, 'stage', st.slug, 'touchpoint', tp.slug, 'show_if', q.show_if,"
+    "     'stage_id', q.stage_id, 'touchpoint_id', q.touchpoint_id)"
+    "     ORDER BY q.position, q.id), '[]')"
+    "     FROM questions q LEFT JOIN stages st ON st.id = q.stage_id"
+    "     LEFT JOIN touchpoints tp ON tp.id = q.touchpoint_id"
+    "     WHERE q.survey_id = sv.id AND q.retired_at IS NULL)) ORDER BY sv.id), '[]')"
+    "   FROM surveys sv JOIN maps m ON m.id = sv.map_id"
+    "   WHERE m.site_id = s.id AND sv.status = 'live')"
+    ")), '[]'))::text FROM sites s";
+
+/* --- small helpers ------------------------------------------------------------------------ */
+
+static void batch_free(jd_batch **batch)
+{
+    if (!*batch)
+        return;
+    for (size_t i = 0; i < (*batch)->n; i++)
+        free((*batch)->records[i]);
+    free((*batch)->records);
+    free(*batch);
+    *batch = NULL;
+}
+
+static bool batch_list_push_front(jd_batch_list *list, jd_batch **items, size_t n)
+{
+    if (list->n + n > list->cap) {
+        size_t cap = list->cap ? list->cap : 16;
+        while (cap < list->n + n)
+            cap *= 2;
+        jd_batch **grown = realloc(list->items, cap * sizeof(*grown));
+        if (!grown)
+            return false;
+        list->items = grown;
+        list->cap = cap;
+    }
+    memmove(list->items + n, list->items, list->n * sizeof(*list->items));
+    memcpy(list->items, items, n * sizeof(*items));
+    list->n += n;
+    return true;
+}
+
+static jd_batch *batch_list_pop_front(jd_batch_list *list)
+{
+    if (!list->n)
+        return NULL;
+    jd_batch *b = list->items[0];
+    memmove(list->items, list->items + 1, (list->n - 1) * sizeof(*list->items));
+    list->n--;
+    return b;
+}
+
+static void request_free(jd_request **req)
+{
+    if (!*req)
+        return;
+    batch_free(&(*req)->batch);
+    free((*req)->catalog_json);
+    free(*req);
+    *req = NULL;
+}
+
+static void set_health(jd_store *s, bool ok, const char *reason)
+{
+    pthread_mutex_lock(&s->health_lock);
+    snprintf(s->health_reason, sizeof(s->health_reason), "%s", reason ? reason : "");
+    pthread_mutex_unlock(&s->health_lock);
+    atomic_store(&s->healthy, ok);
+    jd_metrics_db_up(ok ? 1 : 0);
+}
+
+bool jd_store_healthy(jd_store *s, char *reason, size_t reason_len)
+{
+    bool ok = atomic_load(&s->healthy);
+    if (!ok) {
+        pthread_mutex_lock(&s->health_lock);
+        snprintf(reason, reason_len, "%s", s->health_reason);
+        pthread_mutex_unlock(&s->health_lock);
+    }
+    return ok;
+}
+
+/* The one place the connection state changes. */
+static void store_set_state(jd_store *s, jd_store_state state, const char *reason)
+{
+    if (s->state == state)
+        return;
+    s->state = state;
+    switch (state) {
+    case JD_STORE_READY:
+        jd_log_info("database connection ready");
+        set_health(s, true, NULL);
+        break;
+    case JD_STORE_DISCONNECTED:
+    case JD_STORE_CONNECTING:
+        set_health(s, false, reason ? reason : "database not connected");
+        break;
+    case JD_STORE_CLOSED:
+        set_health(s, false, "store closed");
+        break;
+    }
+}
+
+/* --- events to the network thread --------------------------------------------------------- */
+
+static bool queue_event(jd_store *s, const jd_event *ev)
+{
+    if (s->n_pending_events == s->cap_pending_events) {
+        size_t cap = s->cap_pending_events ? s->cap_pending_events * 2 : 256;
+        jd_event *grown = realloc(s->pending_events, cap * sizeof(*grown));
+        if (!grown)
+            return false;
+        s->pending_events = grown;
+        s->cap_pending_events = cap;
+    }
+    s->pending_events[s->n_pending_events++] = *ev;
+    return true;
+}
+
+/* Pushes pending events; whatever does not fit is retried shortly. Acks are therefore never
+ * dropped, only delayed, when the network thread falls behind. */
+static void flush_events(jd_store *s)
+{
+    if (!s->n_pending_events)
+        return;
+    bool was_empty;
+    size_t pushed =
+        jd_queue_push(s->outbound, s->pending_events, s->n_pending_events, &was_empty);
+    memmove(s->pending_events, s->pending_events + pushed,
+            (s->n_pending_events - pushed) * sizeof(*s->pending_events));
+    s->n_pending_events -= pushed;
+    if (pushed && was_empty)
+        s->wake_net(s->wake_arg);
+    if (s->n_pending_events) {
+        struct timeval tv = {0, 2000};
+        event_add(s->retry_events_ev, &tv);
+    }
+}
+
+static void on_retry_events(evutil_socket_t fd, short what, void *arg)
+{
+    jd_store *s = arg;
+    flush_events(s);
+    store_pump(s);
+}
+
+static void emit(jd_store *s, jd_event_kind kind, const jd_record *rec, void *ptr)
+{
+    jd_event ev = {.kind = kind, .conn_id = rec ? rec->conn_id : 0, .ptr = ptr};
+    if (rec)
+        memcpy(ev.client_id, rec->client_id, sizeof(ev.client_id));
+    if (!queue_event(s, &ev))
+        jd_fatal("out of memory queueing an event for the network thread");
+}
+
+static void check_drained(jd_store *s)
+{
+    if (s->drain_seen && !s->drained_sent && s->batches_in_flight == 0 && s->waiting.n == 0 &&
+        jd_queue_count(s->inbound) == 0) {
+        s->drained_sent = true;
+        jd_log_info("drain: every accepted record is committed");
+        emit(s, JD_EV_DRAINED, NULL, NULL);
+    }
+}
+
+/* --- sending ------------------------------------------------------------------------------- */
+
+static bool send_query(jd_store *s, jd_request *req, const char *name, const char *param,
+                       int param_len)
+{
+    const char *values[1] = {param};
+    int lengths[1] = {param_len};
+    int formats[1] = {0};
+    if (!PQsendQueryPrepared(s->conn, name, param ? 1 : 0, param ? values : NULL,
+                             param ? lengths : NULL, param ? formats : NULL, 0))
+        return false;
+    req->results_pending++;
+    return true;
+}
+
+static void append_request(jd_store *s, jd_request *req)
+{
+    req->sent_us = jd_now_us();
+    if (s->tail)
+        s->tail->next = req;
+    else
+        s->head = req;
+    s->tail = req;
+}
+
+static bool send_setup(jd_store *s)
+{
+    jd_request *req = calloc(1, sizeof(*req));
+    if (!req)
+        return false;
+    req->kind = JD_REQ_SETUP;
+    /* Durability is not negotiable: a server default of off must not weaken our acks. */
+    if (!PQsendQueryParams(s->conn, "SET synchronous_commit TO on", 0, NULL, NULL, NULL, NULL, 0))
+        goto fail;
+    req->results_pending++;
+    for (int i = 0; i < JD_MAX_STATEMENTS; i++) {
+        if (!PQsendPrepare(s->conn, statement_names[i], statement_sql[i], 1, NULL))
+            goto fail;
+        req->results_pending++;
+    }
+    if (!PQsendPrepare(s->conn, "jd_catalog", catalog_sql, 0, NULL))
+        goto fail;
+    req->results_pending++;
+    if (!PQpipelineSync(s->conn))
+        goto fail;
+    append_request(s, req);
+    return true;
+fail:
+    free(req);
+    return false;
+}
+
+static bool send_catalog(jd_store *s)
+{
+    jd_request *req = calloc(1, sizeof(*req));
+    if (!req)
+        return false;
+    req->kind = JD_REQ_CATALOG;
+    if (!send_query(s, req, "jd_catalog", NULL, 0) || !PQpipelineSync(s->conn)) {
+        free(req);
+        return false;
+    }
+    append_request(s, req);
+    s->catalog_in_flight = true;
+    return true;
+}
+
+static void append_array_item(jd_buf *array, const jd_record *rec)
+{
+    jd_buf_puts(array, array->len ? "," : "[");
+    jd_buf_append(array, rec->json, rec->len);
+}
+
+/* Sends one batch as one transaction. On failure the batch stays owned by the caller. */
+static bool send_batch(jd_store *s, jd_batch *batch)
+{
+    jd_buf arrays[3]; /* sessions, touches, answers */
+    for (int i = 0; i < 3; i++)
+        jd_buf_init(&arrays[i]);
+    jd_request *req = calloc(1, sizeof(*req));
+    if (!req)
+        goto fail;
+    req->kind = JD_REQ_BATCH;
+    for (size_t i = 0; i < batch->n; i++) {
+        const jd_record *rec = batch->records[i];
+        int slot = rec->kind == JD_REC_SESSION ? 0 : rec->kind == JD_REC_TOUCH ? 1 : 2;
+        append_array_item(&arrays[slot], rec);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (arrays[i].len)
+            jd_buf_puts(&arrays[i], "]");
+        if (!jd_buf_ok(&arrays[i]))
+            goto fail;
+    }
+    /* Respondents before sessions (foreign key), sessions before touches and answers. */
+    if (arrays[0].len && (!send_query(s, req, "jd_respondents", arrays[0].data, (int)arrays[0].len) ||
+                          !send_query(s, req, "jd_sessions", arrays[0].data, (int)arrays[0].len)))
+        goto fail_conn;
+    if (arrays[1].len && !send_query(s, req, "jd_touches", arrays[1].data, (int)arrays[1].len))
+        goto fail_conn;
+    if (arrays[2].len && !send_query(s, req, "jd_answers", arrays[2].data, (int)arrays[2].len))
+        goto fail_conn;
+    if (!PQpipelineSync(s->conn))
+        goto fail_conn;
+    req->batch = batch;
+    append_request(s, req);
+    s->batches_in_flight++;
+    for (int i = 0; i < 3; i++)
+        jd_buf_free(&arrays[i]);
+    return true;
+
+fail_conn:
+    jd_log_warn("database: cannot queue a batch: %s", PQerrorMessage(s->conn));
+fail:
+    free(req);
+    for (int i = 0; i < 3; i++)
+        jd_buf_free(&arrays[i]);
+    return false;
+}
+
+/* Builds the next batch from the waiting list, else from the inbound queue. */
+static jd_batch *next_batch(jd_store *s)
+{
+    jd_batch *b = batch_list_pop_front(&s->waiting);
+    if (b)
+        return b;
+    size_t max = (size_t)s->config.batch_max;
+    bool unblocked = false;
+    size_t n = jd_queue_pop(s->inbound, s->pop_buf, max, &unblocked);
+    if (unblocked)
+        emit(s, JD_EV_RESUME, NULL, NULL);
+    jd_metrics_queue_depth((int64_t)jd_queue_count(s->inbound));
+    if (!n)
+        return NULL;
+    b = calloc(1, sizeof(*b));
+    jd_record **records = malloc(n * sizeof(*records));
+    if (!b || !records)
+        jd_fatal("out of memory building a batch");
+    b->records = records;
+    for (size_t i = 0; i < n; i++) {
+        jd_record *rec = s->pop_buf[i];
+        if (rec->kind == JD_REC_DRAIN) {
+            s->drain_seen = true;
+            free(rec);
+            continue;
+        }
+        b->records[b->n++] = rec;
+    }
+    if (!b->n) {
+        batch_free(&b);
+        return NULL;
+    }
+    return b;
+}
+
+/* Moves records from the queue into the pipeline while there is room. */
+static void store_pump(jd_store *s)
+{
+    if (s->state != JD_STORE_READY) {
+        check_drained(s);
+        flush_events(s);
+        return;
+    }
+    /* Outbound backlog means the network thread is behind; stop producing acks until it
+     * catches up, which also stops reading records. */
+    while (s->batches_in_flight < s->config.pipeline_depth && s->n_pending_events < 65536) {
+        jd_batch *b = next_batch(s);
+        if (!b)
+            break;
+        if (!send_batch(s, b)) {
+            batch_list_push_front(&s->waiting, &b, 1);
+            break;
+        }
+    }
+    store_flush_output(s);
+    check_drained(s);
+    flush_events(s);
+}
+
+/* --- receiving ----------------------------------------------------------------------------- */
+
+static bool is_data_error(const char *sqlstate)
+{
+    return sqlstate[0] && (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
+}
+
+static void complete_batch(jd_store *s, jd_request *req)
+{
+    jd_batch *batch = req->batch;
+    s->batches_in_flight--;
+    if (!req->failed) {
+        uint64_t acked = 0;
+        for (size_t i = 0; i < batch->n; i++) {
+            if (batch->records[i]->acked) {
+                emit(s, JD_EV_ACK, batch->records[i], NULL);
+                acked++;
+            }
+        }
+        jd_metrics_batch(batch->n, jd_now_us() - req->sent_us);
+        jd_log_debug("batch of %zu committed in %llu us", batch->n,
+                     (unsigned long long)(jd_now_us() - req->sent_us));
+        return;
+    }
+    if (is_data_error(req->sqlstate)) {
+        if (batch->single) {
+            const jd_record *rec = batch->records[0];
+            jd_log(JD_LOG_WARN, rec->conn_id, NULL, "database rejected %s: %s (%s)",
+                   rec->client_id, req->error, req->sqlstate);
+            if (rec->acked)
+                emit(s, JD_EV_REJECT, rec, NULL);
+            return;
+        }
+        /* Isolate the poisoned row: retry every record on its own, in order. */
+        jd_batch **singles = calloc(batch->n, sizeof(*singles));
+        if (!singles)
+            jd_fatal("out of memory isolating a failed batch");
+        for (size_t i = 0; i < batch->n; i++) {
+            singles[i] = calloc(1, sizeof(jd_batch));
+            singles[i]->records = malloc(sizeof(jd_record *));
+            if (!singles[i] || !singles[i]->records)
+                jd_fatal("out of memory isolating a failed batch");
+            singles[i]->records[0] = batch->records[i];
+            singles[i]->n = 1;
+            singles[i]->single = true;
+        }
+        jd_log_warn("batch of %zu failed with %s (%s); retrying row by row", batch->n,
+                    req->sqlstate, req->error);
+        size_t n = batch->n;
+        batch->n = 0; /* the records now belong to the singles */
+        if (!batch_list_push_front(&s->waiting, singles, n))
+            jd_fatal("out of memory isolating a failed batch");
+        free(singles);
+        return;
+    }
+    /* Unknown outcome or transient error: retry the whole batch later, unchanged. */
+    jd_metrics_db_retry();
+    jd_log_warn("batch of %zu not committed (%s %s); will retry", batch->n, req->sqlstate,
+                req->error);
+    batch_list_push_front(&s->waiting, &req->batch, 1);
+    req->batch = NULL;
+}
+
+static void complete_catalog(jd_store *s, jd_request *req)
+{
+    s->catalog_in_flight = false;
+    if (req->failed || !req->catalog_json) {
+        jd_log_error("catalog load failed: %s", req->error);
+        return;
+    }
+    jd_catalog *catalog = NULL;
+    char err[256];
+    if (!jd_catalog_parse(req->catalog_json, strlen(req->catalog_json), &catalog, err,
+                          sizeof(err))) {
+        jd_log_error("%s", err);
+        return;
+    }
+    jd_log_debug("catalog loaded: %zu sites", catalog->n_sites);
+    emit(s, JD_EV_CATALOG, NULL, catalog);
+}
+
+static void complete_request(jd_store *s, jd_request *req)
+{
+    switch (req->kind) {
+    case JD_REQ_SETUP:
+        if (req->failed) {
+            jd_log_error("database setup failed: %s", req->error);
+            return;
+        }
+        break;
+    case JD_REQ_CATALOG:
+        complete_catalog(s, req);
+        break;
+    case JD_REQ_BATCH:
+        complete_batch(s, req);
+        break;
+    }
+}
+
+static void note_result(jd_request *req, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_FATAL_ERROR && !req->failed) {
+        req->failed = true;
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        snprintf(req->sqlstate, sizeof(req->sqlstate), "%s", state ? state : "");
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        snprintf(req->error, sizeof(req->error), "%s", msg ? msg : PQresultErrorMessage(res));
+    } else if (st == PGRES_PIPELINE_ABORTED && !req->failed) {
+        req->failed = true;
+        snprintf(req->error, sizeof(req->error), "pipeline aborted");
+    } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_CATALOG && PQntuples(res) == 1 &&
+               !req->catalog_json) {
+        req->catalog_json = strdup(PQgetvalue(res, 0, 0));
+    }
+}
+
+/* Reads every complete result. In pipeline mode each statement's results end with NULL and each
+ * sync yields PGRES_PIPELINE_SYNC, which completes the request at the head of the FIFO. */
+static bool read_results(jd_store *s)
+{
+    if (!PQconsumeInput(s->conn))
+        return false;
+    while (s->head && !PQisBusy(s->conn)) {
+        PGresult *res = PQgetResult(s->conn);
+        jd_request *req = s->head;
+        if (!res) {
+            /* End of one statement's results; nothing more is ready unless one is pending. */
+            if (req->results_pending > 0) {
+                req->results_pending--;
+                continue;
+            }
+            break;
+        }
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            s->head = req->next;
+            if (!s->head)
+                s->tail = NULL;
+            complete_request(s, req);
+            request_free(&req);
+            continue;
+        }
+        note_result(req, res);
+        PQclear(res);
+    }
+    return true;
+}
+
+/* --- connection lifecycle ------------------------------------------------------------------ */
+
+static void drop_connection(jd_store *s, const char *why)
+{
+    char reason[256];
+    snprintf(reason, sizeof(reason), "database unreachable: %s", why);
+    /* Strip libpq's trailing newline. */
+    reason[strcspn(reason, "\n")] = '\0';
+    jd_log_warn("%s", reason);
+    if (s->read_ev) {
+        event_free(s->read_ev);
+        s->read_ev = NULL;
+    }
+    if (s->write_ev) {
+        event_free(s->write_ev);
+        s->write_ev = NULL;
+    }
+    if (s->conn) {
+        PQfinish(s->conn);
+        s->conn = NULL;
+    }
+    /* Batches in flight have an unknown outcome: keep them, in order, for a resend. */
+    jd_batch **retry = NULL;
+    size_t n = 0;
+    for (jd_request *r = s->head; r; r = r->next)
+        if (r->kind == JD_REQ_BATCH && r->batch)
+            n++;
+    if (n) {
+        retry = malloc(n * sizeof(*retry));
+        if (!retry)
+            jd_fatal("out of memory keeping batches for retry");
+        n = 0;
+        for (jd_request *r = s->head; r; r = r->next) {
+            if (r->kind == JD_REQ_BATCH && r->batch) {
+                retry[n++] = r->batch;
+                r->batch = NULL;
+                jd_metrics_db_retry();
+            }
+        }
+        if (!batch_list_push_front(&s->waiting, retry, n))
+            jd_fatal("out of memory keeping batches for retry");
+        free(retry);
+    }
+    while (s->head) {
+        jd_request *r = s->head;
+        s->head = r->next;
+        request_free(&r);
+    }
+    s->tail = NULL;
+    s->batches_in_flight = 0;
+    s->catalog_in_flight = false;
+    store_set_state(s, JD_STORE_DISCONNECTED, reason);
+    store_schedule_reconnect(s);
+}
+
+static void store_flush_output(jd_store *s)
+{
+    if (!s->conn)
+        return;
+    int r = PQflush(s->conn);
+    if (r < 0) {
+        drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    }
+    if (r == 1 && s->write_ev)
+        event_add(s->write_ev, NULL);
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *arg);
+
+static bool watch_socket(jd_store *s)
+{
+    int fd = PQsocket(s->conn);
+    if (fd < 0)
+        return false;
+    if (s->read_ev)
+        event_free(s->read_ev);
+    if (s->write_ev)
+        event_free(s->write_ev);
+    s->read_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_socket, s);
+    s->write_ev = event_new(s->base, fd, EV_WRITE, on_socket, s);
+    return s->read_ev && s->write_ev;
+}
+
+static void connect_poll(jd_store *s)
+{
+    PostgresPollingStatusType st = PQconnectPoll(s->conn);
+    switch (st) {
+    case PGRES_POLLING_READING:
+        event_del(s->write_ev);
+        event_add(s->read_ev, NULL);
+        return;
+    case PGRES_POLLING_WRITING:
+        event_add(s->write_ev, NULL);
+        return;
+    case PGRES_POLLING_FAILED:
+        drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    case PGRES_POLLING_OK:
+        break;
+    default:
+        return;
+    }
+    /* The socket can change during connection (e.g. host lists): watch the final one. */
+    if (!watch_socket(s) || PQsetnonblocking(s->conn, 1) != 0 || !PQenterPipelineMode(s->conn) ||
+        !send_setup(s)) {
+        drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    }
+    event_add(s->read_ev, NULL);
+    s->backoff_ms = 0;
+    store_set_state(s, JD_STORE_READY, NULL);
+    if (!send_catalog(s)) {
+        drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    }
+    store_pump(s);
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *arg)
+{
+    jd_store *s = arg;
+    if (s->state == JD_STORE_CONNECTING) {
+        connect_poll(s);
+        return;
+    }
+    if (s->state != JD_STORE_READY || !s->conn)
+        return;
+    if (what & EV_WRITE)
+        store_flush_output(s);
+    if (s->conn && (what & EV_READ) && !read_results(s)) {
+        drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    }
+    if (s->conn && PQstatus(s->conn) == CONNECTION_BAD) {
+        drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    }
+    store_pump(s);
+}
+
+static void start_connect(jd_store *s)
+{
+    s->conn = PQconnectStart(s->conninfo);
+    if (!s->conn || PQstatus(s->conn) == CONNECTION_BAD) {
+        drop_connection(s, s->conn ? PQerrorMessage(s->conn) : "out of memory");
+        return;
+    }
+    store_set_state(s, JD_STORE_CONNECTING, "connecting to the database");
+    if (!watch_socket(s)) {
+        drop_connection(s, "no socket");
+        return;
+    }
+    event_add(s->write_ev, NULL);
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    start_connect(arg);
+}
+
+static void store_schedule_reconnect(jd_store *s)
+{
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
+    if (s->backoff_ms > 5000)
+        s->backoff_ms = 5000;
+    struct timeval tv = {(time_t)(s->backoff_ms / 1000), (suseconds_t)(s->backoff_ms % 1000) * 1000};
+    event_add(s->reconnect_ev, &tv);
+}
+
+static void on_catalog_timer(evutil_socket_t fd, short what, void *arg)
+{
+    jd_store *s = arg;
+    if (s->state == JD_STORE_READY && !s->catalog_in_flight) {
+        if (!send_catalog(s)) {
+            drop_connection(s, PQerrorMessage(s->conn));
+            return;
+        }
+        store_flush_output(s);
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    store_pump(arg);
+}
+
+void jd_store_wake(jd_store *s)
+{
+    event_active(s->wake_ev, EV_READ, 0);
+}
+
+void jd_store_apply_config(jd_store *s, const jd_config *config)
+{
+    s->config = *config;
+    struct timeval tv = {config->catalog_refresh, 0};
+    event_del(s->catalog_ev);
+    event_add(s->catalog_ev, &tv);
+    jd_record **grown = realloc(s->pop_buf, (size_t)config->batch_max * sizeof(*grown));
+    if (grown)
+        s->pop_buf = grown;
+    else
+        jd_fatal("out of memory resizing the batch buffer");
+}
+
+size_t jd_store_pending(jd_store *s)
+{
+    size_t n = jd_queue_count(s->inbound);
+    for (size_t i = 0; i < s->waiting.n; i++)
+        n += s->waiting.items[i]->n;
+    for (jd_request *r = s->head; r; r = r->next)
+        if (r->batch)
+            n += r->batch->n;
+    return n;
+}
+
+bool jd_store_create(struct event_base *base, const jd_config *config, const char *conninfo,
+                     jd_queue *inbound, jd_queue *outbound, jd_store_wake_fn wake_net,
+                     void *wake_arg, jd_store **out)
+{
+    jd_store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return false;
+    pthread_mutex_init(&s->health_lock, NULL);
+    s->base = base;
+    s->config = *config;
+    s->inbound = inbound;
+    s->outbound = outbound;
+    s->wake_net = wake_net;
+    s->wake_arg = wake_arg;
+    s->conninfo = strdup(conninfo);
+    s->pop_buf = malloc((size_t)config->batch_max * sizeof(*s->pop_buf));
+    s->wake_ev = event_new(base, -1, EV_PERSIST, on_wake, s);
+    s->reconnect_ev = evtimer_new(base, on_reconnect, s);
+    s->catalog_ev = event_new(base, -1, EV_PERSIST, on_catalog_timer, s);
+    s->retry_events_ev = evtimer_new(base, on_retry_events, s);
+    if (!s->conninfo || !s->pop_buf || !s->wake_ev || !s->reconnect_ev || !s->catalog_ev ||
+        !s->retry_events_ev)
+        goto fail;
+    set_health(s, false, "connecting to the database");
+    struct timeval tv = {config->catalog_refresh, 0};
+    event_add(s->catalog_ev, &tv);
+    start_connect(s);
+    *out = s;
+    return true;
+fail:
+    jd_store_destroy(&s);
+    return false;
+}
+
+void jd_store_destroy(jd_store **store)
+{
+    jd_store *s = *store;
+    if (!s)
+        return;
+    if (s->conn) {
+        PQfinish(s->conn);
+        s->conn = NULL;
+    }
+    store_set_state(s, JD_STORE_CLOSED, NULL);
+    struct event **evs[] = {&s->read_ev,    &s->write_ev,   &s->wake_ev,
+                            &s->reconnect_ev, &s->catalog_ev, &s->retry_events_ev};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+        if (*evs[i]) {
+            event_free(*evs[i]);
+            *evs[i] = NULL;
+        }
+    }
+    while (s->head) {
+        jd_request *r = s->head;
+        s->head = r->next;
+        request_free(&r);
+    }
+    for (size_t i = 0; i < s->waiting.n; i++)
+        batch_free(&s->waiting.items[i]);
+    free(s->waiting.items);
+    /* Records still queued were never acked; the clients will resend them. */
+    bool unblocked;
+    jd_record *rec;
+    while (jd_queue_pop(s->inbound, &rec, 1, &unblocked) == 1)
+        free(rec);
+    for (size_t i = 0; i < s->n_pending_events; i++)
+        if (s->pending_events[i].kind == JD_EV_CATALOG)
+            jd_catalog_free((jd_catalog **)&s->pending_events[i].ptr);
+    free(s->pending_events);
+    free(s->pop_buf);
+    free(s->conninfo);
+    pthread_mutex_destroy(&s->health_lock);
+    free(s);
+    *store = NULL;
+}
