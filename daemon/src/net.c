@@ -498,9 +498,10 @@ static int ws_filter(jd_net *net, struct lws *wsi)
         return reject_upgrade(wsi, 404, "no WebSocket endpoint here; use /ws", peer);
     if (!net->catalog)
         return reject_upgrade(wsi, 503, "server is starting: database not reached yet", peer);
-    if (lws_get_urlarg_by_name(wsi, "site=", site, sizeof(site)) == NULL)
+    const char *key = lws_get_urlarg_by_name(wsi, "site=", site, sizeof(site));
+    if (!key)
         return reject_upgrade(wsi, 403, "missing site key (?site=KEY)", peer);
-    const jd_catalog_site *cs = jd_catalog_site_by_key(net->catalog, site);
+    const jd_catalog_site *cs = jd_catalog_site_by_key(net->catalog, key);
     if (!cs)
         return reject_upgrade(wsi, 403, "unknown site key", peer);
     /* Browsers always send Origin; a missing one is a non-browser client, which cannot be
@@ -528,8 +529,9 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
     c->ip = ip_get(net, peer, true);
     if (c->ip)
         c->ip->count++;
-    if (lws_get_urlarg_by_name(wsi, "site=", c->site_key, sizeof(c->site_key)) == NULL)
-        c->site_key[0] = '\0';
+    char site[72];
+    const char *key = lws_get_urlarg_by_name(wsi, "site=", site, sizeof(site));
+    snprintf(c->site_key, sizeof(c->site_key), "%s", key ? key : "");
     c->tokens = net->config.rate_burst;
     c->tokens_at_us = jd_now_us();
     jd_buf_init(&c->rx);

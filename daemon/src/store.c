@@ -92,6 +92,7 @@ struct jd_store {
     bool drain_seen;
     bool drained_sent;
     bool catalog_in_flight;
+    char setup_error[320]; /* set when the session setup failed; the connection is dropped */
 
     pthread_mutex_t health_lock;
     char health_reason[256];
@@ -119,9 +120,10 @@ static const char *const statement_sql[JD_MAX_STATEMENTS] = {
     "utm, persona_id, stage_id, touchpoint_id) "
     "SELECT DISTINCT ON (r.id) r.id, r.site_id, r.respondent_id, r.consent_mode, r.consent, "
     "r.url, r.referrer, r.lang, coalesce(r.utm, '{}'), r.persona_id, r.stage_id, r.touchpoint_id "
-    "FROM json_to_recordset($1::json) WITH ORDINALITY AS r(id uuid, site_id bigint, "
-    "respondent_id uuid, consent_mode text, consent boolean, url text, referrer text, lang text, "
-    "utm jsonb, persona_id bigint, stage_id bigint, touchpoint_id bigint, n bigint) "
+    "FROM (SELECT x.*, row_number() OVER () AS n FROM json_to_recordset($1::json) AS x(id uuid, "
+    "site_id bigint, respondent_id uuid, consent_mode text, consent boolean, url text, "
+    "referrer text, lang text, utm jsonb, persona_id bigint, stage_id bigint, "
+    "touchpoint_id bigint)) r "
     "ORDER BY r.id, r.n DESC "
     "ON CONFLICT (id) DO UPDATE SET consent = EXCLUDED.consent",
 
@@ -601,7 +603,9 @@ static void complete_request(jd_store *s, jd_request *req)
     switch (req->kind) {
     case JD_REQ_SETUP:
         if (req->failed) {
-            jd_log_error("database setup failed: %s", req->error);
+            /* Usually an unmigrated schema: report it through /healthz and retry later. */
+            snprintf(s->setup_error, sizeof(s->setup_error), "setup failed (is the schema "
+                     "migrated? run journeyd migrate): %s", req->error);
             return;
         }
         break;
@@ -796,6 +800,13 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
         store_flush_output(s);
     if (s->conn && (what & EV_READ) && !read_results(s)) {
         drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    }
+    if (s->setup_error[0]) {
+        char why[sizeof(s->setup_error)];
+        memcpy(why, s->setup_error, sizeof(why));
+        s->setup_error[0] = '\0';
+        drop_connection(s, why);
         return;
     }
     if (s->conn && PQstatus(s->conn) == CONNECTION_BAD) {
