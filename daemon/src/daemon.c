@@ -144,6 +144,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     applied.ping_interval = d->config.ping_interval;
     d->config = applied;
     jd_store_apply_config(d->store, &applied);
+    jd_store_reload_catalog(d->store);
     jd_net_update(d->net, &applied, NULL);
     /* File reads happen off both loops. */
     jd_loader *loader = malloc(sizeof(*loader));

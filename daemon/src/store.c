@@ -857,6 +857,11 @@ static void on_catalog_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+void jd_store_reload_catalog(jd_store *s)
+{
+    on_catalog_timer(-1, 0, s);
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     store_pump(arg);

@@ -36,6 +36,9 @@ void jd_store_wake(jd_store *store);
 /* Store thread: applies reloadable settings (batch_max, pipeline_depth, catalog_refresh). */
 void jd_store_apply_config(jd_store *store, const jd_config *config);
 
+/* Store thread: reloads the catalog now (SIGHUP) instead of waiting for the timer. */
+void jd_store_reload_catalog(jd_store *store);
+
 /* Thread-safe: true when the database connection is ready; otherwise writes why into reason. */
 bool jd_store_healthy(jd_store *store, char *reason, size_t reason_len);
 
