@@ -744,6 +744,16 @@ export class Harness {
     return this.defaultDaemon;
   }
 
+  // An answer frame with a fresh id for question `key` of live survey `surveySlug`.
+  async answerFrame(surveySlug, key, value, extra = {}) {
+    const cat = await this.catalog();
+    const s = cat.surveys[surveySlug];
+    if (!s || !s.questions[key]) throw new Error(`no live question ${surveySlug}/${key} in the demo seed`);
+    const f = { type: 'answer', id: uuid(), survey: s.id, question: s.questions[key].id, ...extra };
+    if (value !== undefined) f.value = value;
+    return f;
+  }
+
   async answerRow(clientId) {
     const r = await this.pg.query('SELECT * FROM answers WHERE client_id = $1', [clientId]);
     return r.rows;
