@@ -779,7 +779,7 @@ export class Harness {
         await fn(t);
       } catch (e) {
         const logs = h.daemons
-          .map((d) => `--- journeyd pid ${d.pid} (${d.args.slice(2).filter((a) => !a.startsWith('postgresql:')).join(' ')}) ${d.alive ? 'running' : `exited ${JSON.stringify(d.exit)}`} stderr ---\n${tail(d.stderr, 12000)}`)
+          .map((d) => `--- journeyd pid ${d.pid} (${d.args.slice(4).join(" ")}) ${d.alive ? 'running' : `exited ${JSON.stringify(d.exit)}`} stderr ---\n${tail(d.stderr, 12000)}`)
           .join('\n');
         if (logs) {
           console.error(`\n[${name}] failed: ${e && e.message}\n${logs}`);
