@@ -21,3 +21,18 @@ jd_record *jd_record_new(jd_record_kind kind, bool acked, uint64_t conn_id, cons
     r->json[len] = '\0';
     return r;
 }
+
+jd_http_response *jd_http_response_new(int status, const char *content_type, const char *body,
+                                       size_t len)
+{
+    jd_http_response *r = malloc(sizeof(*r) + len + 1);
+    if (!r)
+        return NULL;
+    r->status = status;
+    snprintf(r->content_type, sizeof(r->content_type), "%s", content_type);
+    r->len = len;
+    if (len)
+        memcpy(r->body, body, len);
+    r->body[len] = '\0';
+    return r;
+}

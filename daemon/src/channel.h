@@ -32,6 +32,7 @@ typedef enum {
     JD_EV_CATALOG,  /* ptr is a new jd_catalog the network thread now owns */
     JD_EV_RESUME,   /* the inbound queue has room again: retry stalled connections */
     JD_EV_DRAINED,  /* everything before the drain marker is committed and acked */
+    JD_EV_HTTP,     /* ptr is a jd_http_response for request conn_id, now owned by net */
 } jd_event_kind;
 
 typedef struct jd_event {
@@ -40,5 +41,17 @@ typedef struct jd_event {
     char client_id[JD_UUID_LEN + 1];
     void *ptr;
 } jd_event;
+
+/* The answer to one admin API request (JD_REC_API), from jd_api() in PostgreSQL. */
+typedef struct jd_http_response {
+    int status;
+    char content_type[96];
+    size_t len;
+    char body[]; /* NUL-terminated */
+} jd_http_response;
+
+/* Returns a new response copying body[0..len), or NULL when out of memory. */
+jd_http_response *jd_http_response_new(int status, const char *content_type, const char *body,
+                                       size_t len);
 
 #endif

@@ -26,8 +26,9 @@ typedef struct jd_daemon {
     int argc;
     char *const *argv;
     struct event_base *base;
-    jd_queue inbound, outbound;
+    jd_queue inbound, api, outbound;
     jd_store *store;
+    jd_store *api_store;
     jd_net *net;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_timer, *net_done_ev;
     jd_daemon_state state;
@@ -60,6 +61,11 @@ static void wake_net(void *arg)
 static void wake_store(void *arg)
 {
     jd_store_wake(((jd_daemon *)arg)->store);
+}
+
+static void wake_api(void *arg)
+{
+    jd_store_wake(((jd_daemon *)arg)->api_store);
 }
 
 static bool db_healthy(void *arg, char *reason, size_t len)
@@ -144,6 +150,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     applied.ping_interval = d->config.ping_interval;
     d->config = applied;
     jd_store_apply_config(d->store, &applied);
+    jd_store_apply_config(d->api_store, &applied);
     jd_store_reload_catalog(d->store);
     jd_net_update(d->net, &applied, NULL);
     /* File reads happen off both loops. */
@@ -183,6 +190,7 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
         goto done;
     }
     if (!jd_queue_init(&d.inbound, sizeof(jd_record *), (size_t)config->queue_capacity) ||
+        !jd_queue_init(&d.api, sizeof(jd_record *), 1024) ||
         !jd_queue_init(&d.outbound, sizeof(jd_event), (size_t)config->queue_capacity * 2 + 4096)) {
         jd_log_error("out of memory for the queues");
         goto done;
@@ -205,14 +213,17 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
         jd_log_error("cannot set up signal handling");
         goto done;
     }
-    if (!jd_store_create(d.base, config, conninfo, &d.inbound, &d.outbound, wake_net, &d,
-                         &d.store)) {
+    if (!jd_store_create(d.base, JD_STORE_INGEST, config, conninfo, &d.inbound, &d.outbound,
+                         wake_net, &d, &d.store) ||
+        !jd_store_create(d.base, JD_STORE_API, config, conninfo, &d.api, &d.outbound, wake_net,
+                         &d, &d.api_store)) {
         jd_log_error("cannot create the store");
         goto done;
     }
-    jd_net_hooks hooks = {.wake_store = wake_store, .db_healthy = db_healthy,
+    jd_net_hooks hooks = {.wake_store = wake_store, .wake_api = wake_api, .db_healthy = db_healthy,
                           .finished = net_finished, .arg = &d};
-    if (!jd_net_start(config, files, &d.inbound, &d.outbound, &hooks, &d.net, err, sizeof(err))) {
+    if (!jd_net_start(config, files, &d.inbound, &d.api, &d.outbound, &hooks, &d.net, err,
+                      sizeof(err))) {
         files = NULL; /* taken over and freed */
         jd_log_error("%s", err);
         goto done;
@@ -228,6 +239,7 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
 done:
     jd_net_destroy(&d.net);
     jd_store_destroy(&d.store);
+    jd_store_destroy(&d.api_store);
     jd_files_free(&files);
     /* Events still queued for a network thread that is gone. */
     if (d.outbound.slots) {
@@ -236,8 +248,11 @@ done:
         while (jd_queue_pop(&d.outbound, &ev, 1, &unblocked) == 1)
             if (ev.kind == JD_EV_CATALOG)
                 jd_catalog_free((jd_catalog **)&ev.ptr);
+            else if (ev.kind == JD_EV_HTTP)
+                free(ev.ptr);
     }
     jd_queue_destroy(&d.inbound);
+    jd_queue_destroy(&d.api);
     jd_queue_destroy(&d.outbound);
     struct event **evs[] = {&d.net_done_ev, &d.drain_timer, &d.sigterm_ev, &d.sigint_ev,
                             &d.sighup_ev};

@@ -70,10 +70,27 @@ typedef struct jd_http {
     bool head_only;
 } jd_http;
 
+#define JD_API_MAX_BODY (1u << 20)
+
+/* An admin API request while its body arrives and while jd_api() runs. */
+typedef struct jd_api_call {
+    uint64_t id; /* 0 when no call is pending */
+    char method[8];
+    char path[512];
+    char token[320];
+    jd_buf query; /* JSON object text */
+    jd_buf body;
+    bool too_large;
+    jd_http_response *response; /* owned; the body being written points into it */
+} jd_api_call;
+
 /* Per-session data lws allocates for both protocols. */
 typedef struct jd_pss {
     jd_conn *conn;
     jd_http http;
+    jd_api_call api;
+    struct jd_pss *api_next; /* pending list, to find the request when its answer arrives */
+    struct lws *wsi;
 } jd_pss;
 
 typedef enum { JD_NET_SERVING = 0, JD_NET_DRAINING, JD_NET_CLOSING, JD_NET_DONE } jd_net_state;
@@ -86,7 +103,9 @@ struct jd_net {
     jd_config config;
     jd_files *files;
     jd_catalog *catalog;
-    jd_queue *inbound, *outbound;
+    jd_queue *inbound, *api, *outbound;
+    jd_pss *api_pending;
+    uint64_t next_api_id;
     jd_net_state state;
     bool marker_pushed;
     uint64_t next_conn_id;
@@ -636,6 +655,13 @@ fail:
 static int http_writeable(struct lws *wsi, jd_pss *pss)
 {
     jd_http *h = &pss->http;
+    if (pss->api.response && !h->body && pss->api.id) {
+        /* The API answer arrived: headers now, inside this wsi's own callback. */
+        jd_http_response *r = pss->api.response;
+        pss->api.id = 0;
+        return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body, r->len,
+                            false, NULL);
+    }
     if (!h->body)
         return 0;
     size_t chunk = h->len - h->sent;
@@ -656,6 +682,8 @@ static int http_writeable(struct lws *wsi, jd_pss *pss)
     if (h->owned)
         free(h->body);
     h->body = NULL;
+    free(pss->api.response);
+    pss->api.response = NULL;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -666,8 +694,12 @@ static void http_release(jd_pss *pss)
     pss->http.body = NULL;
 }
 
+static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path);
+
 static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path)
 {
+    if (strncmp(path, "/api/v1", 7) == 0 && (path[7] == '\0' || path[7] == '/'))
+        return api_begin(net, wsi, pss, path);
     char method[8] = "";
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
         snprintf(method, sizeof(method), "GET");
@@ -743,6 +775,164 @@ static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *p
         strcmp(inm, file->etag) == 0)
         return http_respond(wsi, pss, 304, file->content_type, "", 0, false, headers);
     return http_respond(wsi, pss, 200, file->content_type, file->data, file->len, false, headers);
+}
+
+
+/* --- admin API bridge ------------------------------------------------------------------------ */
+
+static void api_unlink(jd_net *net, jd_pss *pss)
+{
+    jd_pss **p = &net->api_pending;
+    while (*p && *p != pss)
+        p = &(*p)->api_next;
+    if (*p)
+        *p = pss->api_next;
+    pss->api_next = NULL;
+}
+
+static void api_release(jd_net *net, jd_pss *pss)
+{
+    api_unlink(net, pss);
+    jd_buf_free(&pss->api.query);
+    jd_buf_free(&pss->api.body);
+    free(pss->api.response);
+    pss->api.response = NULL;
+    pss->api.id = 0;
+}
+
+static int api_error(struct lws *wsi, jd_pss *pss, unsigned int status, const char *code,
+                     const char *message)
+{
+    jd_buf b;
+    jd_buf_init(&b);
+    jd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+    jd_buf_json_string(&b, message, strlen(message));
+    jd_buf_puts(&b, "}}");
+    if (!jd_buf_ok(&b)) {
+        jd_buf_free(&b);
+        return -1;
+    }
+    return http_respond(wsi, pss, status, "application/json", b.data, b.len, true, NULL);
+}
+
+/* Queues the request for the API store; the answer arrives as JD_EV_HTTP. */
+static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
+{
+    jd_api_call *a = &pss->api;
+    if (a->too_large)
+        return api_error(wsi, pss, 413, "too_large", "request body over 1 MiB");
+    jd_buf rec;
+    jd_buf_init(&rec);
+    jd_buf_puts(&rec, "[");
+    jd_buf_json_string(&rec, a->method, strlen(a->method));
+    jd_buf_puts(&rec, ",");
+    jd_buf_json_string(&rec, a->path, strlen(a->path));
+    jd_buf_puts(&rec, ",");
+    jd_buf_append(&rec, a->query.data ? a->query.data : "{}", a->query.data ? a->query.len : 2);
+    jd_buf_puts(&rec, ",");
+    if (a->body.len)
+        jd_buf_json_string(&rec, a->body.data, a->body.len);
+    else
+        jd_buf_puts(&rec, "null");
+    jd_buf_puts(&rec, ",");
+    if (a->token[0])
+        jd_buf_json_string(&rec, a->token, strlen(a->token));
+    else
+        jd_buf_puts(&rec, "null");
+    jd_buf_puts(&rec, "]");
+    a->id = ++net->next_api_id;
+    jd_record *r = jd_buf_ok(&rec)
+                       ? jd_record_new(JD_REC_API, false, a->id, NULL, rec.data, rec.len)
+                       : NULL;
+    jd_buf_free(&rec);
+    jd_buf_free(&a->body);
+    bool was_empty = false;
+    if (!r || jd_queue_push(net->api, &r, 1, &was_empty) != 1) {
+        free(r);
+        a->id = 0;
+        return api_error(wsi, pss, 503, "busy", "too many admin requests in progress; retry");
+    }
+    pss->wsi = wsi;
+    pss->api_next = net->api_pending;
+    net->api_pending = pss;
+    if (was_empty)
+        net->hooks.wake_api(net->hooks.arg);
+    return 0;
+}
+
+static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path)
+{
+    static const struct {
+        enum lws_token_indexes token;
+        const char *name;
+        bool body;
+    } methods[] = {{WSI_TOKEN_GET_URI, "GET", false},      {WSI_TOKEN_POST_URI, "POST", true},
+                   {WSI_TOKEN_PUT_URI, "PUT", true},       {WSI_TOKEN_PATCH_URI, "PATCH", true},
+                   {WSI_TOKEN_DELETE_URI, "DELETE", false}, {WSI_TOKEN_HEAD_URI, "HEAD", false}};
+    jd_api_call *a = &pss->api;
+    api_release(net, pss);
+    memset(a, 0, sizeof(*a));
+    bool has_body = false;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
+            snprintf(a->method, sizeof(a->method), "%s", methods[i].name);
+            has_body = methods[i].body;
+        }
+    pss->http.head_only = strcmp(a->method, "HEAD") == 0;
+    if (!a->method[0])
+        return api_error(wsi, pss, 405, "method_not_allowed", "unsupported method");
+    const char *rest = path + strlen("/api/v1");
+    snprintf(a->path, sizeof(a->path), "%s", rest[0] ? rest : "/");
+    char auth[300] = "";
+    if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+        strncasecmp(auth, "Bearer ", 7) == 0)
+        snprintf(a->token, sizeof(a->token), "%s", auth + 7);
+    jd_buf_init(&a->query);
+    jd_buf_init(&a->body);
+    jd_buf_puts(&a->query, "{");
+    char frag[1024];
+    for (int n = 0, first = 1;
+         lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, n) > 0; n++) {
+        char *eq = strchr(frag, '=');
+        const char *value = eq ? eq + 1 : "";
+        if (eq)
+            *eq = '\0';
+        if (!first)
+            jd_buf_puts(&a->query, ",");
+        first = 0;
+        jd_buf_json_string(&a->query, frag, strlen(frag));
+        jd_buf_puts(&a->query, ":");
+        jd_buf_json_string(&a->query, value, strlen(value));
+    }
+    jd_buf_puts(&a->query, "}");
+    if (has_body)
+        return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
+    return api_submit(net, wsi, pss);
+}
+
+static int api_body(jd_pss *pss, const void *in, size_t len)
+{
+    if (pss->api.too_large || pss->api.body.len + len > JD_API_MAX_BODY) {
+        pss->api.too_large = true;
+        jd_buf_free(&pss->api.body);
+        return 0;
+    }
+    jd_buf_append(&pss->api.body, in, len);
+    return jd_buf_ok(&pss->api.body) ? 0 : -1;
+}
+
+static void api_answered(jd_net *net, uint64_t id, jd_http_response *response)
+{
+    for (jd_pss *p = net->api_pending; p; p = p->api_next) {
+        if (p->api.id == id) {
+            api_unlink(net, p);
+            free(p->api.response);
+            p->api.response = response;
+            lws_callback_on_writable(p->wsi);
+            return;
+        }
+    }
+    free(response); /* the client went away */
 }
 
 /* --- cross-thread events ---------------------------------------------------------------------- */
@@ -823,6 +1013,9 @@ static void handle_event(jd_net *net, jd_event *ev)
             for (jd_conn *k = net->table[i]; k; k = k->table_next)
                 conn_unstall(net, k);
         break;
+    case JD_EV_HTTP:
+        api_answered(net, ev->conn_id, ev->ptr);
+        break;
     case JD_EV_DRAINED:
         jd_log_info("drain: committed; closing %zu connections with 1001", net->n_conns);
         net_set_state(net, JD_NET_CLOSING);
@@ -879,10 +1072,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return http_request(net, wsi, pss, (const char *)in);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return http_writeable(wsi, pss);
+    case LWS_CALLBACK_HTTP_BODY:
+        return api_body(pss, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return api_submit(net, wsi, pss);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (pss)
+        if (pss) {
             http_release(pss);
+            api_release(net, pss);
+        }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return ws_filter(net, wsi);
@@ -929,8 +1128,8 @@ static void lws_log_to_ours(int level, const char *line)
     jd_log(level & LLL_ERR ? JD_LOG_ERROR : JD_LOG_WARN, 0, NULL, "lws: %.*s", (int)n, line);
 }
 
-bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, jd_queue *outbound,
-                  const jd_net_hooks *hooks, jd_net **out, char *err, size_t err_len)
+bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, jd_queue *api,
+                  jd_queue *outbound, const jd_net_hooks *hooks, jd_net **out, char *err, size_t err_len)
 {
     jd_net *net = calloc(1, sizeof(*net));
     if (!net) {
@@ -941,6 +1140,7 @@ bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, j
     net->config = *config;
     net->files = files;
     net->inbound = inbound;
+    net->api = api;
     net->outbound = outbound;
     net->hooks = *hooks;
     net->table_size = 1024;

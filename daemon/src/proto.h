@@ -59,7 +59,8 @@ typedef enum {
     JD_REC_SESSION,
     JD_REC_ANSWER,
     JD_REC_TOUCH,
-    JD_REC_DRAIN /* never produced by the codec: the network thread's end-of-input marker */
+    JD_REC_DRAIN, /* never produced by the codec: the network thread's end-of-input marker */
+    JD_REC_API    /* never produced by the codec: an admin API request for jd_api() */
 } jd_record_kind;
 
 /* Per-connection protocol state. Owned by the connection (net module); zero-initialise it. */

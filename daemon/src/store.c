@@ -36,7 +36,7 @@ typedef enum {
     JD_STORE_CLOSED,           /* destroyed */
 } jd_store_state;
 
-typedef enum { JD_REQ_SETUP = 0, JD_REQ_CATALOG, JD_REQ_BATCH } jd_request_kind;
+typedef enum { JD_REQ_SETUP = 0, JD_REQ_CATALOG, JD_REQ_BATCH, JD_REQ_API } jd_request_kind;
 
 typedef struct jd_batch {
     jd_record **records;
@@ -54,6 +54,8 @@ typedef struct jd_request {
     char sqlstate[6];
     char error[256];
     char *catalog_json;      /* JD_REQ_CATALOG: the document, owned */
+    jd_record *api;          /* JD_REQ_API: the request, owned */
+    jd_http_response *response; /* JD_REQ_API: the answer once its row arrived, owned */
 } jd_request;
 
 /* A FIFO of batches waiting to be (re)sent, in order. */
@@ -63,6 +65,7 @@ typedef struct jd_batch_list {
 } jd_batch_list;
 
 struct jd_store {
+    jd_store_role role;
     struct event_base *base;
     jd_config config;
     char *conninfo;
@@ -231,6 +234,8 @@ static void request_free(jd_request **req)
         return;
     batch_free(&(*req)->batch);
     free((*req)->catalog_json);
+    free((*req)->api);
+    free((*req)->response);
     free(*req);
     *req = NULL;
 }
@@ -263,7 +268,7 @@ static void store_set_state(jd_store *s, jd_store_state state, const char *reaso
     s->state = state;
     switch (state) {
     case JD_STORE_READY:
-        jd_log_info("database connection ready");
+        jd_log_info("database connection ready (%s)", s->role == JD_STORE_API ? "admin API" : "ingest");
         set_health(s, true, NULL);
         break;
     case JD_STORE_DISCONNECTED:
@@ -330,7 +335,7 @@ static void emit(jd_store *s, jd_event_kind kind, const jd_record *rec, void *pt
 
 static void check_drained(jd_store *s)
 {
-    if (s->drain_seen && !s->drained_sent && s->batches_in_flight == 0 && s->waiting.n == 0 &&
+    if (s->role == JD_STORE_INGEST && s->drain_seen && !s->drained_sent && s->batches_in_flight == 0 && s->waiting.n == 0 &&
         jd_queue_count(s->inbound) == 0) {
         s->drained_sent = true;
         jd_log_info("drain: every accepted record is committed");
@@ -373,14 +378,18 @@ static bool send_setup(jd_store *s)
     if (!PQsendQueryParams(s->conn, "SET synchronous_commit TO on", 0, NULL, NULL, NULL, NULL, 0))
         goto fail;
     req->results_pending++;
-    for (int i = 0; i < JD_MAX_STATEMENTS; i++) {
+    /* The API store sends jd_api unprepared: the function arrives with a later migration and
+     * must not stop the connection from coming up before it exists. */
+    for (int i = 0; s->role == JD_STORE_INGEST && i < JD_MAX_STATEMENTS; i++) {
         if (!PQsendPrepare(s->conn, statement_names[i], statement_sql[i], 1, NULL))
             goto fail;
         req->results_pending++;
     }
-    if (!PQsendPrepare(s->conn, "jd_catalog", catalog_sql, 0, NULL))
-        goto fail;
-    req->results_pending++;
+    if (s->role == JD_STORE_INGEST) {
+        if (!PQsendPrepare(s->conn, "jd_catalog", catalog_sql, 0, NULL))
+            goto fail;
+        req->results_pending++;
+    }
     if (!PQpipelineSync(s->conn))
         goto fail;
     append_request(s, req);
@@ -403,6 +412,40 @@ static bool send_catalog(jd_store *s)
     append_request(s, req);
     s->catalog_in_flight = true;
     return true;
+}
+
+/* The record's JSON is [method, path, query, body, token]. */
+static bool send_api(jd_store *s, jd_record *rec)
+{
+    jd_request *req = calloc(1, sizeof(*req));
+    if (!req)
+        return false;
+    req->kind = JD_REQ_API;
+    const char *values[1] = {rec->json};
+    if (!PQsendQueryParams(s->conn,
+                           "SELECT status, content_type, body FROM jd_api($1::json->>0, "
+                           "$1::json->>1, ($1::json->2)::jsonb, $1::json->>3, $1::json->>4)",
+                           1, NULL, values, NULL, NULL, 0) ||
+        !PQpipelineSync(s->conn)) {
+        free(req);
+        return false;
+    }
+    req->results_pending = 1;
+    req->api = rec;
+    append_request(s, req);
+    s->batches_in_flight++;
+    return true;
+}
+
+static void respond_api(jd_store *s, jd_record *rec, int status, const char *type,
+                        const char *body)
+{
+    jd_http_response *r = jd_http_response_new(status, type, body, strlen(body));
+    if (!r)
+        jd_fatal("out of memory answering an API request");
+    jd_event ev = {.kind = JD_EV_HTTP, .conn_id = rec->conn_id, .ptr = r};
+    if (!queue_event(s, &ev))
+        jd_fatal("out of memory queueing an API response");
 }
 
 static void append_array_item(jd_buf *array, const jd_record *rec)
@@ -503,7 +546,21 @@ static void store_pump(jd_store *s)
     }
     /* Outbound backlog means the network thread is behind; stop producing acks until it
      * catches up, which also stops reading records. */
-    while (s->batches_in_flight < s->config.pipeline_depth && s->n_pending_events < 65536) {
+    while (s->role == JD_STORE_API && s->batches_in_flight < 16) {
+        jd_record *rec;
+        bool unblocked;
+        if (jd_queue_pop(s->inbound, &rec, 1, &unblocked) != 1)
+            break;
+        if (!send_api(s, rec)) {
+            respond_api(s, rec, 503, "application/json",
+                        "{\"error\":{\"code\":\"unavailable\",\"message\":\"database "
+                        "unavailable; retry\"}}");
+            free(rec);
+            break;
+        }
+    }
+    while (s->role == JD_STORE_INGEST && s->batches_in_flight < s->config.pipeline_depth &&
+           s->n_pending_events < 65536) {
         jd_batch *b = next_batch(s);
         if (!b)
             break;
@@ -615,6 +672,26 @@ static void complete_request(jd_store *s, jd_request *req)
     case JD_REQ_BATCH:
         complete_batch(s, req);
         break;
+    case JD_REQ_API:
+        s->batches_in_flight--;
+        if (!req->failed && req->response) {
+            jd_event ev = {.kind = JD_EV_HTTP, .conn_id = req->api->conn_id, .ptr = req->response};
+            req->response = NULL;
+            if (!queue_event(s, &ev))
+                jd_fatal("out of memory queueing an API response");
+        } else {
+            jd_buf body;
+            jd_buf_init(&body);
+            jd_buf_puts(&body, "{\"error\":{\"code\":\"internal\",\"message\":");
+            const char *why = req->failed ? req->error : "the API returned no row";
+            jd_buf_json_string(&body, why, strlen(why));
+            jd_buf_puts(&body, "}}");
+            /* Never log the request itself: it carries the bearer token. */
+            jd_log_error("admin API request failed: %s", why);
+            respond_api(s, req->api, 500, "application/json", jd_buf_ok(&body) ? body.data : "{}");
+            jd_buf_free(&body);
+        }
+        break;
     }
 }
 
@@ -633,6 +710,10 @@ static void note_result(jd_request *req, PGresult *res)
     } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_CATALOG && PQntuples(res) == 1 &&
                !req->catalog_json) {
         req->catalog_json = strdup(PQgetvalue(res, 0, 0));
+    } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_API && PQntuples(res) == 1 &&
+               PQnfields(res) == 3 && !req->response) {
+        req->response = jd_http_response_new(atoi(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1),
+                                             PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
     }
 }
 
@@ -714,6 +795,10 @@ static void drop_connection(jd_store *s, const char *why)
     while (s->head) {
         jd_request *r = s->head;
         s->head = r->next;
+        if (r->kind == JD_REQ_API)
+            respond_api(s, r->api, 503, "application/json",
+                        "{\"error\":{\"code\":\"unavailable\",\"message\":\"database "
+                        "connection lost; retry\"}}");
         request_free(&r);
     }
     s->tail = NULL;
@@ -780,7 +865,7 @@ static void connect_poll(jd_store *s)
     event_add(s->read_ev, NULL);
     s->backoff_ms = 0;
     store_set_state(s, JD_STORE_READY, NULL);
-    if (!send_catalog(s)) {
+    if (s->role == JD_STORE_INGEST && !send_catalog(s)) {
         drop_connection(s, PQerrorMessage(s->conn));
         return;
     }
@@ -848,7 +933,7 @@ static void store_schedule_reconnect(jd_store *s)
 static void on_catalog_timer(evutil_socket_t fd, short what, void *arg)
 {
     jd_store *s = arg;
-    if (s->state == JD_STORE_READY && !s->catalog_in_flight) {
+    if (s->role == JD_STORE_INGEST && s->state == JD_STORE_READY && !s->catalog_in_flight) {
         if (!send_catalog(s)) {
             drop_connection(s, PQerrorMessage(s->conn));
             return;
@@ -896,14 +981,15 @@ size_t jd_store_pending(jd_store *s)
     return n;
 }
 
-bool jd_store_create(struct event_base *base, const jd_config *config, const char *conninfo,
-                     jd_queue *inbound, jd_queue *outbound, jd_store_wake_fn wake_net,
+bool jd_store_create(struct event_base *base, jd_store_role role, const jd_config *config,
+                     const char *conninfo, jd_queue *inbound, jd_queue *outbound, jd_store_wake_fn wake_net,
                      void *wake_arg, jd_store **out)
 {
     jd_store *s = calloc(1, sizeof(*s));
     if (!s)
         return false;
     pthread_mutex_init(&s->health_lock, NULL);
+    s->role = role;
     s->base = base;
     s->config = *config;
     s->inbound = inbound;
@@ -964,6 +1050,8 @@ void jd_store_destroy(jd_store **store)
     for (size_t i = 0; i < s->n_pending_events; i++)
         if (s->pending_events[i].kind == JD_EV_CATALOG)
             jd_catalog_free((jd_catalog **)&s->pending_events[i].ptr);
+        else if (s->pending_events[i].kind == JD_EV_HTTP)
+            free(s->pending_events[i].ptr);
     free(s->pending_events);
     free(s->pop_buf);
     free(s->conninfo);

@@ -16,13 +16,19 @@
 
 typedef struct jd_store jd_store;
 
+/* An ingest store writes records in group commits and loads the catalog; an API store answers
+ * admin API requests (JD_REC_API) one by one on its own connection, so a slow export never
+ * delays an ingest COMMIT. */
+typedef enum { JD_STORE_INGEST = 0, JD_STORE_API } jd_store_role;
+
 /* Called from the store thread when events were pushed to an empty outbound queue. */
 typedef void (*jd_store_wake_fn)(void *arg);
 
 /* Creates the store on base (which must have been made after evthread_use_pthreads). inbound
  * and outbound are borrowed and must outlive the store. conninfo is copied. Starts connecting at
  * once. Returns false on allocation failure. */
-bool jd_store_create(struct event_base *base, const jd_config *config, const char *conninfo,
+bool jd_store_create(struct event_base *base, jd_store_role role, const jd_config *config,
+                     const char *conninfo,
                      jd_queue *inbound, jd_queue *outbound, jd_store_wake_fn wake_net,
                      void *wake_arg, jd_store **out) __attribute__((warn_unused_result));
 
