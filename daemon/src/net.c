@@ -57,7 +57,6 @@ typedef struct jd_conn {
     bool rx_paused;
     double tokens;
     uint64_t tokens_at_us;
-    uint64_t last_limit_error_us;
     int refused_in_a_row;
     int close_code;
     char close_reason[64];
@@ -406,25 +405,18 @@ static void handle_message(jd_net *net, jd_conn *c, bool binary)
 {
     jd_proto_error err;
     if (!take_token(net, c)) {
+        char id[JD_UUID_LEN + 1] = "";
         jd_metrics_frame_in(JD_MSG_INVALID);
+        if (!binary)
+            jd_proto_peek_id(c->rx.data, c->rx.len, id);
+        jd_proto_error_set(&err, JD_ERR_RATE_LIMITED, id,
+                           "too many frames per second; wait and resend");
+        /* A client that keeps sending into an empty bucket is flooding: close 1008. */
         if (++c->refused_in_a_row >= JD_FLOOD_CLOSE) {
             jd_log(JD_LOG_WARN, c->id, NULL, "flooding; closing");
-            jd_proto_error_set(&err, JD_ERR_RATE_LIMITED, NULL,
-                               "too many frames; connection closed");
             err.close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-            conn_send_error(c, &err);
-            return;
         }
-        /* One error frame per 100 ms at most, so a flood cannot make us flood back. */
-        uint64_t now = jd_now_us();
-        if (now - c->last_limit_error_us >= 100000) {
-            c->last_limit_error_us = now;
-            jd_proto_error_set(&err, JD_ERR_RATE_LIMITED, NULL,
-                               "too many frames per second; wait and resend");
-            conn_send_error(c, &err);
-        } else {
-            jd_metrics_error(JD_ERR_RATE_LIMITED);
-        }
+        conn_send_error(c, &err);
         return;
     }
     if (binary) {
@@ -553,6 +545,9 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
     snprintf(c->site_key, sizeof(c->site_key), "%s", key ? key : "");
     c->tokens = net->config.rate_burst;
     c->tokens_at_us = jd_now_us();
+    c->proto.max_frame = net->config.max_frame;
+    c->proto.rate_per_sec = net->config.rate_per_sec;
+    c->proto.rate_burst = net->config.rate_burst;
     jd_buf_init(&c->rx);
     jd_buf_init(&c->acks);
     conn_insert(net, c);

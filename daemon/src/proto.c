@@ -60,6 +60,16 @@ static void set_error(jd_proto_error *err, jd_error_code code, const char *id, c
     va_end(ap);
 }
 
+void jd_proto_peek_id(const char *frame, size_t len, char id[JD_UUID_LEN + 1])
+{
+    id[0] = '\0';
+    json_t *msg = json_loadb(frame, len, JSON_DECODE_ANY, NULL);
+    const char *v = json_string_value(json_object_get(msg, "id"));
+    if (v && jd_uuid_valid(v))
+        snprintf(id, JD_UUID_LEN + 1, "%s", v);
+    json_decref(msg);
+}
+
 void jd_proto_error_set(jd_proto_error *err, jd_error_code code, const char *id,
                         const char *message)
 {
@@ -298,8 +308,11 @@ static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_pro
     jd_buf_json_string(r, id, strlen(id));
     jd_buf_printf(r, ",\"v\":1,\"session\":\"%s\",\"respondent\":\"%s\",\"config\":{",
                   s->session_id, s->respondent_id);
-    jd_buf_printf(r, "\"consent_mode\":\"%s\",\"collect\":%s}}",
-                  jd_catalog_consent_name(cs->consent_mode), collect ? "true" : "false");
+    jd_buf_printf(r,
+                  "\"consent_mode\":\"%s\",\"collect\":%s,\"max_frame\":%d,"
+                  "\"rate\":{\"per_sec\":%d,\"burst\":%d}}}",
+                  jd_catalog_consent_name(cs->consent_mode), collect ? "true" : "false",
+                  s->max_frame, s->rate_per_sec, s->rate_burst);
     out->send_surveys = true;
 
     if (collect) {
@@ -435,14 +448,18 @@ static bool handle_answer(const jd_catalog *catalog, jd_proto_session *s, json_t
         set_error(err, JD_ERR_BAD_FIELD, id, "obstacles", "obstacles must be an array of slugs");
         return false;
     }
-    int64_t persona_id, stage_id = q->stage_id, touchpoint_id = q->touchpoint_id;
-    if (!resolve(map, JD_SLUG_PERSONA, persona, s->persona, id, "persona", &persona_id, err))
+    /* Every slug the frame names must exist, even where the question's own stage and touchpoint
+     * win: a typo is reported, not silently ignored. */
+    int64_t persona_id, stage_id, touchpoint_id;
+    if (!resolve(map, JD_SLUG_PERSONA, persona, s->persona, id, "persona", &persona_id, err) ||
+        !resolve(map, JD_SLUG_STAGE, stage, s->stage, id, "stage", &stage_id, err) ||
+        !resolve(map, JD_SLUG_TOUCHPOINT, touchpoint, s->touchpoint, id, "touchpoint",
+                 &touchpoint_id, err))
         return false;
-    if (!stage_id && !resolve(map, JD_SLUG_STAGE, stage, s->stage, id, "stage", &stage_id, err))
-        return false;
-    if (!touchpoint_id && !resolve(map, JD_SLUG_TOUCHPOINT, touchpoint, s->touchpoint, id,
-                                   "touchpoint", &touchpoint_id, err))
-        return false;
+    if (q->stage_id)
+        stage_id = q->stage_id;
+    if (q->touchpoint_id)
+        touchpoint_id = q->touchpoint_id;
 
     json_t *value = json_object_get(msg, "value");
     jd_buf *b = &out->record;
@@ -549,8 +566,12 @@ static bool handle_answer(const jd_catalog *catalog, jd_proto_session *s, json_t
         }
         if (!t)
             t = text;
-        if (!t || !t[0]) {
+        if (!t) {
             set_error(err, JD_ERR_MISSING_FIELD, id, "value", "value must be non-empty text");
+            return false;
+        }
+        if (!t[0]) {
+            set_error(err, JD_ERR_OUT_OF_RANGE, id, "value", "text must not be empty");
             return false;
         }
         if (utf8_length(t) > JD_PROTO_MAX_TEXT) {
@@ -717,7 +738,7 @@ bool jd_proto_handle(const jd_catalog *catalog, const char *site_key, jd_proto_s
 {
     json_error_t jerr;
     bool ok = false;
-    json_t *msg = json_loadb(frame, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *msg = json_loadb(frame, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     out->type = JD_MSG_INVALID;
     if (!msg) {
         set_error(err, JD_ERR_BAD_JSON, NULL, NULL, "frame is not valid JSON: %s at position %d",
@@ -745,21 +766,19 @@ bool jd_proto_handle(const jd_catalog *catalog, const char *site_key, jd_proto_s
         set_error(err, JD_ERR_UNKNOWN_TYPE, safe_id, "type", "unknown type \"%.32s\"", type);
         goto done;
     }
-    if (t == JD_MSG_PING) {
-        out->type = t;
-        jd_buf_puts(&out->reply, "{\"type\":\"pong\"");
-        if (safe_id)
-            jd_buf_printf(&out->reply, ",\"re\":\"%s\"", safe_id);
-        jd_buf_puts(&out->reply, "}");
-        ok = true;
-        goto done;
-    }
     if (!jid) {
         set_error(err, JD_ERR_MISSING_FIELD, NULL, "id", "every %s needs a client id", type);
         goto done;
     }
     if (!safe_id) {
         set_error(err, JD_ERR_BAD_FIELD, NULL, "id", "id must be a UUID");
+        goto done;
+    }
+    if (t == JD_MSG_PING) {
+        out->type = t;
+        snprintf(out->id, sizeof(out->id), "%s", safe_id);
+        jd_buf_printf(&out->reply, "{\"type\":\"pong\",\"re\":\"%s\"}", safe_id);
+        ok = true;
         goto done;
     }
     if (!catalog) {

@@ -75,6 +75,9 @@ typedef struct jd_proto_session {
     char persona[JD_SLUG_MAX + 1]; /* hints from hello, "" when none */
     char stage[JD_SLUG_MAX + 1];
     char touchpoint[JD_SLUG_MAX + 1];
+    int max_frame;    /* announced in welcome; set by the connection's owner */
+    int rate_per_sec;
+    int rate_burst;
 } jd_proto_session;
 
 typedef struct jd_proto_error {
@@ -106,6 +109,10 @@ void jd_proto_out_free(jd_proto_out *out);
 bool jd_proto_handle(const jd_catalog *catalog, const char *site_key, jd_proto_session *session,
                      const char *frame, size_t len, jd_proto_out *out, jd_proto_error *err)
     __attribute__((warn_unused_result));
+
+/* Extracts the frame's id when it is a JSON object with a UUID id (for errors raised before
+ * decoding, such as rate limits). Writes "" otherwise. */
+void jd_proto_peek_id(const char *frame, size_t len, char id[JD_UUID_LEN + 1]);
 
 /* Fills *err for errors raised outside the codec (rate limits, store rejections, shutdown). */
 void jd_proto_error_set(jd_proto_error *err, jd_error_code code, const char *id,

@@ -540,6 +540,14 @@ static jd_batch *next_batch(jd_store *s)
 static void store_pump(jd_store *s)
 {
     if (s->state != JD_STORE_READY) {
+        /* Hold at most one batch while the database is away, so a drain marker behind an empty
+         * queue is still seen (and a drain with nothing to commit completes) without unbounding
+         * memory. */
+        if (s->role == JD_STORE_INGEST && s->waiting.n == 0) {
+            jd_batch *b = next_batch(s);
+            if (b)
+                batch_list_push_front(&s->waiting, &b, 1);
+        }
         check_drained(s);
         flush_events(s);
         return;
