@@ -154,6 +154,9 @@ static void write_all(const char *data, size_t len)
 }
 
 static void log_line(jd_log_level level, uint64_t conn_id, const char *peer, bool json,
+                     const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void log_line(jd_log_level level, uint64_t conn_id, const char *peer, bool json,
                      const char *fmt, va_list ap)
 {
     char msg[MSG_MAX_BYTES];

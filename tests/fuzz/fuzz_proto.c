@@ -19,10 +19,15 @@ static void one(jd_proto_session *s, const uint8_t *data, size_t size)
     jd_proto_out_init(&out);
     if (jd_proto_handle(catalog, "site-key-0001", s, (const char *)data, size, &out, &err)) {
         /* Whatever is accepted must produce well-formed JSON for the store and the client. */
-        if (out.record.len && !json_loadb(out.record.data, out.record.len, 0, NULL))
-            abort();
-        if (out.reply.len && !json_loadb(out.reply.data, out.reply.len, 0, NULL))
-            abort();
+        const jd_buf *bufs[2] = {&out.record, &out.reply};
+        for (int i = 0; i < 2; i++) {
+            if (!bufs[i]->len)
+                continue;
+            json_t *j = json_loadb(bufs[i]->data, bufs[i]->len, 0, NULL);
+            if (!j)
+                abort();
+            json_decref(j);
+        }
     } else {
         jd_buf b;
         jd_buf_init(&b);
