@@ -227,6 +227,47 @@ static const setting settings[] = {
      .flag = "--log-level",
      .metavar = "LEVEL",
      .help = "least severe level that is logged"},
+    {.name = "tls_cert",
+     FIELD_STR(tls_cert),
+     .default_text = "",
+     .env = "JOURNEYD_TLS_CERT",
+     .flag = "--tls-cert",
+     .metavar = "FILE",
+     .restart = true,
+     .help = "PEM certificate (chain); with tls_key journeyd serves https and wss itself"},
+    {.name = "tls_key",
+     FIELD_STR(tls_key),
+     .default_text = "",
+     .env = "JOURNEYD_TLS_KEY",
+     .flag = "--tls-key",
+     .metavar = "FILE",
+     .restart = true,
+     .help = "PEM private key for tls_cert"},
+    {.name = "hsts_max_age",
+     FIELD_INT(hsts_max_age),
+     .default_int = 0,
+     .min = 0,
+     .max = 63072000,
+     .env = "JOURNEYD_HSTS_MAX_AGE",
+     .flag = "--hsts-max-age",
+     .metavar = "SECONDS",
+     .help = "with TLS, send Strict-Transport-Security with this max-age; 0 = no header"},
+    {.name = "trusted_proxies",
+     FIELD_STR(trusted_proxies),
+     .default_text = "",
+     .env = "JOURNEYD_TRUSTED_PROXIES",
+     .flag = "--trusted-proxies",
+     .metavar = "IP,IP",
+     .help = "reverse proxies whose X-Forwarded-For gives the client IP; empty = none"},
+    {.name = "purge_interval",
+     FIELD_INT(purge_interval),
+     .default_int = 300,
+     .min = 0,
+     .max = 86400,
+     .env = "JOURNEYD_PURGE_INTERVAL",
+     .flag = "--purge-interval",
+     .metavar = "SECONDS",
+     .help = "seconds between retention purges (small batches, never stalls ingest); 0 = off"},
     {.name = "log_format",
      FIELD_STR(log_format),
      .default_text = "text",
@@ -711,6 +752,16 @@ static void format_limits(const setting *s, char *out, size_t out_len)
             out[used] = '\0';
         }
         snprintf(out + used, out_len - used, ")");
+    }
+}
+
+void jd_config_keep_restart_only(const jd_config *running, jd_config *next)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting *s = &settings[i];
+        if (!s->restart)
+            continue;
+        memcpy((char *)next + s->offset, (const char *)running + s->offset, s->size);
     }
 }
 

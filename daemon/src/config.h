@@ -31,6 +31,11 @@ typedef struct jd_config {
     int ping_interval;                /* seconds of silence before a WebSocket ping */
     int drain_timeout;                /* seconds SIGTERM waits for the flush before giving up */
     int catalog_refresh;              /* seconds between reloads of sites and surveys */
+    char tls_cert[JD_CONFIG_STR];     /* PEM certificate chain; with tls_key serves https/wss */
+    char tls_key[JD_CONFIG_STR];      /* PEM private key */
+    int hsts_max_age;                 /* seconds for Strict-Transport-Security; 0 = no header */
+    char trusted_proxies[512];        /* comma-separated proxy IPs whose X-Forwarded-For counts */
+    int purge_interval;               /* seconds between retention purges; 0 = never */
     char log_level[16];               /* error, warn, info, debug */
     char log_format[16];              /* text or json */
 } jd_config;
@@ -63,6 +68,10 @@ bool jd_config_validate(const jd_config *config, char *err, size_t err_len)
  * restart, comma-separated, into out (empty string when none). */
 void jd_config_restart_needed(const jd_config *old_config, const jd_config *new_config, char *out,
                               size_t out_len);
+
+/* Copies every restart-only setting from running into next, so a reload applies only what can
+ * change at run time (the table decides which). */
+void jd_config_keep_restart_only(const jd_config *running, jd_config *next);
 
 /* Prints usage with every setting, its flag, environment variable, default and help. */
 void jd_config_print_help(FILE *out);

@@ -143,11 +143,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
         jd_log_configure(level, strcmp(next.log_format, "json") == 0);
     /* Keep the running values of restart-only settings so the two threads stay consistent. */
     jd_config applied = next;
-    memcpy(applied.listen, d->config.listen, sizeof(applied.listen));
-    memcpy(applied.database_url, d->config.database_url, sizeof(applied.database_url));
-    applied.max_conns = d->config.max_conns;
-    applied.queue_capacity = d->config.queue_capacity;
-    applied.ping_interval = d->config.ping_interval;
+    jd_config_keep_restart_only(&d->config, &applied);
     d->config = applied;
     jd_store_apply_config(d->store, &applied);
     jd_store_apply_config(d->api_store, &applied);

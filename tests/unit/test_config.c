@@ -46,6 +46,11 @@ static const struct {
     {"ping_interval", "--ping-interval", "JOURNEYD_PING_INTERVAL", true},
     {"drain_timeout", "--drain-timeout", "JOURNEYD_DRAIN_TIMEOUT", false},
     {"catalog_refresh", "--catalog-refresh", "JOURNEYD_CATALOG_REFRESH", false},
+    {"tls_cert", "--tls-cert", "JOURNEYD_TLS_CERT", true},
+    {"tls_key", "--tls-key", "JOURNEYD_TLS_KEY", true},
+    {"hsts_max_age", "--hsts-max-age", "JOURNEYD_HSTS_MAX_AGE", false},
+    {"trusted_proxies", "--trusted-proxies", "JOURNEYD_TRUSTED_PROXIES", false},
+    {"purge_interval", "--purge-interval", "JOURNEYD_PURGE_INTERVAL", false},
     {"log_level", "--log-level", "JOURNEYD_LOG_LEVEL", false},
     {"log_format", "--log-format", "JOURNEYD_LOG_FORMAT", false},
 };
