@@ -178,7 +178,7 @@ if want pgtap; then
     run_tests pgtap prove bash tests/sql/run.sh
 fi
 
-NODE_TEST=(node --test --test-reporter=tap --test-timeout=300000)
+NODE_TEST=(node --test --test-reporter=tap --test-timeout=600000 --test-force-exit)
 if want integration; then
     if [ $build_ok = 1 ]; then
         JOURNEYD_BIN="$B/journeyd" run_tests integration node "${NODE_TEST[@]}" tests/integration/
