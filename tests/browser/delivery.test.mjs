@@ -1,11 +1,13 @@
 // Delivery through a broken network: answers given while the WebSocket is cut, acks that never
 // arrive, and a reload with answers still in the outbox all end as exactly one row per answer.
+import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setup, survey, rid, answersOf, outbox, waitFor, sleep, tcpProxy, allowOrigin } from './lib.mjs';
 
 const env = setup(import.meta.url);
 const { h } = env;
 let proxy;
+after(() => proxy && proxy.close());
 
 async function start() {
   if (!proxy) {
