@@ -59,7 +59,7 @@ export function journeydBin() {
 // ---------------------------------------------------------------------------------------------
 // Schemas
 
-export const CLIENT_TYPES = ['hello', 'answer', 'touch', 'ping'];
+export const CLIENT_TYPES = ['hello', 'answer', 'touch', 'consent', 'ping'];
 export const SERVER_TYPES = ['welcome', 'survey', 'ack', 'error', 'pong'];
 const SCHEMA_DIR = path.join(ROOT, 'proto', 'schema');
 
@@ -358,6 +358,12 @@ export class Client {
       await sleep(20);
     }
     return this.frames.some(fn);
+  }
+
+  // Forgets every received frame not yet consumed by next(), so the next next() only sees frames
+  // that arrive from now on (this.frames keeps the full history).
+  drain() {
+    this.queue.length = 0;
   }
 
   // Every id acked on this connection so far.
