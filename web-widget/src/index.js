@@ -107,6 +107,9 @@ function init() {
       if ('persona' in v) S.persona = v.persona || undefined
       if (v.stage) S.stage = v.stage
       if (v.touchpoint) S.touchpoint = v.touchpoint
+      // A signed identity (JWT from the host's backend) or an unverified subject.
+      if (v.identity) S.identity = v.identity
+      if (v.subject) S.subject = String(v.subject)
       Object.assign(S.attrs, v.attributes)
       evaluate()
     } else if (c === 'stage' || c === 'touchpoint') S[c] = x || undefined
@@ -148,20 +151,7 @@ function init() {
     }
     s.onopen = () => {
       open = opened = true
-      s.send(
-        JSON.stringify({
-          type: 'hello',
-          id: uuid(),
-          v: 1,
-          site,
-          respondent: rid,
-          page: { url: location.href, referrer: D.referrer, lang: lang(), title: D.title, utm: utm(location.href) },
-          persona: S.persona,
-          stage: S.stage,
-          touchpoint: S.touchpoint,
-          consent: S.consent,
-        })
-      )
+      hello(s)
     }
     s.onmessage = (e) => s === ws && receive(e.data)
     s.onclose = () => {
@@ -171,6 +161,25 @@ function init() {
       sent.clear()
       retry(open)
     }
+  }
+
+  function hello(s) {
+    s.send(
+      JSON.stringify({
+        type: 'hello',
+        id: uuid(),
+        v: 1,
+        site,
+        respondent: rid,
+        page: { url: location.href, referrer: D.referrer, lang: lang(), title: D.title, utm: utm(location.href) },
+        persona: S.persona,
+        stage: S.stage,
+        touchpoint: S.touchpoint,
+        consent: S.consent,
+        identity: S.identity,
+        subject: S.subject,
+      })
+    )
   }
 
   function retry(wasOpen) {
@@ -241,6 +250,11 @@ function init() {
     console.error('journeyd: ' + c + (m.message ? ': ' + m.message : ''))
     if (c === 'consent_required' && ui) ui.err(L.consent)
     if (c === 'unsupported_version' || c === 'unknown_site') stopped = true
+    if (c === 'bad_identity' && ws) {
+      // No welcome for a bad token: carry on anonymously.
+      S.identity = undefined
+      hello(ws)
+    }
     if (m.id) drop(m.id) // rejected: resending would not help
   }
 
@@ -306,7 +320,7 @@ function init() {
   }
 
   function touch(kind, name) {
-    const f = { type: 'touch', kind, url: location.href, stage: S.stage, touchpoint: S.touchpoint, name }
+    const f = { type: 'touch', kind, url: location.href, stage: S.stage, touchpoint: S.touchpoint, name, ts: new Date().toISOString() }
     if (!cfg) pend.push(f)
     else if (collect) enqueue(f)
   }
