@@ -44,10 +44,15 @@ typedef struct jd_catalog_map {
     json_t *slugs[JD_SLUG_KIND_COUNT]; /* borrowed: objects slug -> id */
 } jd_catalog_map;
 
+typedef enum { JD_REDACT_OFF = 0, JD_REDACT_INGEST, JD_REDACT_EXPORT } jd_redact_mode;
+
 typedef struct jd_catalog_site {
     int64_t id;
     const char *key;
     jd_consent_mode consent_mode;
+    jd_redact_mode redact;
+    bool store_ip;               /* keep a truncated client IP (/24, /48) with each session */
+    const char *identity_secret; /* HS256 secret for signed identities, or NULL */
     const char **origins;
     size_t n_origins;
     jd_catalog_map *maps;

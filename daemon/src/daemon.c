@@ -30,7 +30,7 @@ typedef struct jd_daemon {
     jd_store *store;
     jd_store *api_store;
     jd_net *net;
-    struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_timer, *net_done_ev;
+    struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_timer, *net_done_ev, *purge_timer;
     jd_daemon_state state;
     bool drain_aborted;
 } jd_daemon;
@@ -84,6 +84,17 @@ static void on_net_done(evutil_socket_t fd, short what, void *arg)
     jd_daemon *d = arg;
     d->state = JD_DAEMON_STOPPING;
     event_base_loopbreak(d->base);
+}
+
+static void on_purge(evutil_socket_t fd, short what, void *arg)
+{
+    jd_daemon *d = arg;
+    if (d->state == JD_DAEMON_SERVING)
+        jd_store_purge(d->api_store, 1000);
+    if (d->config.purge_interval > 0) {
+        struct timeval tv = {d->config.purge_interval, 0};
+        event_add(d->purge_timer, &tv);
+    }
 }
 
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
@@ -200,10 +211,11 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
                     config->static_dir);
     d.net_done_ev = event_new(d.base, -1, 0, on_net_done, &d);
     d.drain_timer = evtimer_new(d.base, on_drain_timeout, &d);
+    d.purge_timer = evtimer_new(d.base, on_purge, &d);
     d.sigterm_ev = evsignal_new(d.base, SIGTERM, on_terminate, &d);
     d.sigint_ev = evsignal_new(d.base, SIGINT, on_terminate, &d);
     d.sighup_ev = evsignal_new(d.base, SIGHUP, on_reload, &d);
-    if (!d.net_done_ev || !d.drain_timer || !d.sigterm_ev || !d.sigint_ev || !d.sighup_ev ||
+    if (!d.net_done_ev || !d.drain_timer || !d.purge_timer || !d.sigterm_ev || !d.sigint_ev || !d.sighup_ev ||
         event_add(d.sigterm_ev, NULL) || event_add(d.sigint_ev, NULL) ||
         event_add(d.sighup_ev, NULL)) {
         jd_log_error("cannot set up signal handling");
@@ -226,8 +238,13 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
     }
     files = NULL;
     jd_net_wake(d.net); /* deliver anything the store queued before the net existed */
-    jd_log_info("journeyd %s listening on http://%s (WebSocket /ws, demo /demo/index.html)",
-                JD_VERSION, config->listen);
+    if (config->purge_interval > 0) {
+        /* First purge soon after start, then every purge_interval. */
+        struct timeval tv = {config->purge_interval < 5 ? config->purge_interval : 5, 0};
+        event_add(d.purge_timer, &tv);
+    }
+    jd_log_info("journeyd %s listening on %s://%s (WebSocket /ws, demo /demo/index.html)",
+                JD_VERSION, config->tls_cert[0] ? "https" : "http", config->listen);
     event_base_dispatch(d.base);
     rc = d.drain_aborted ? 1 : 0;
     jd_log_info("stopped");
@@ -250,8 +267,8 @@ done:
     jd_queue_destroy(&d.inbound);
     jd_queue_destroy(&d.api);
     jd_queue_destroy(&d.outbound);
-    struct event **evs[] = {&d.net_done_ev, &d.drain_timer, &d.sigterm_ev, &d.sigint_ev,
-                            &d.sighup_ev};
+    struct event **evs[] = {&d.net_done_ev, &d.drain_timer, &d.sigterm_ev,
+                            &d.sigint_ev,   &d.sighup_ev,   &d.purge_timer};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (*evs[i]) {
             event_free(*evs[i]);

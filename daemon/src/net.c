@@ -106,6 +106,7 @@ struct jd_net {
     jd_pss *api_pending;
     uint64_t next_api_id;
     jd_net_state state;
+    bool tls;
     bool marker_pushed;
     uint64_t next_conn_id;
 
@@ -498,10 +499,55 @@ static int reject_upgrade(struct lws *wsi, unsigned int status, const char *why,
     return -1;
 }
 
+static bool ip_listed(const char *list, const char *ip)
+{
+    if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
+        ip += 7;
+    size_t n = strlen(ip);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len == n && strncmp(p, ip, n) == 0)
+            return true;
+        p += len;
+    }
+    return false;
+}
+
+/* The client's address: the peer, or, when the peer is a trusted reverse proxy, the right-most
+ * X-Forwarded-For entry that is not itself a trusted proxy. */
+static void client_address(jd_net *net, struct lws *wsi, char *out, size_t out_len)
+{
+    char peer[64] = "", xff[512] = "";
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    snprintf(out, out_len, "%s", peer);
+    if (!net->config.trusted_proxies[0] || !ip_listed(net->config.trusted_proxies, peer) ||
+        lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) <= 0)
+        return;
+    char *end = xff + strlen(xff);
+    while (end > xff) {
+        char *start = end;
+        while (start > xff && start[-1] != ',')
+            start--;
+        char *a = start, *b = end;
+        while (a < b && *a == ' ')
+            a++;
+        while (b > a && b[-1] == ' ')
+            b--;
+        *b = '\0';
+        if (*a && !ip_listed(net->config.trusted_proxies, a)) {
+            snprintf(out, out_len, "%s", a);
+            return;
+        }
+        end = start > xff ? start - 1 : xff;
+    }
+}
+
 static int ws_filter(jd_net *net, struct lws *wsi)
 {
     char peer[48] = "", site[72] = "", origin[512] = "", uri[64] = "";
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    client_address(net, wsi, peer, sizeof(peer));
     if (net->state != JD_NET_SERVING)
         return reject_upgrade(wsi, 503, "server is shutting down", peer);
     lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
@@ -534,7 +580,8 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
     char peer[48] = "";
     if (!c)
         return -1;
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    client_address(net, wsi, peer, sizeof(peer));
+    snprintf(c->proto.client_ip, sizeof(c->proto.client_ip), "%s", peer);
     c->id = ++net->next_conn_id;
     c->wsi = wsi;
     c->ip = ip_get(net, peer, true);
@@ -623,6 +670,15 @@ static int http_respond(struct lws *wsi, jd_pss *pss, unsigned int status, const
                                         (const unsigned char *)security[i][1],
                                         (int)strlen(security[i][1]), &p, end))
             goto fail;
+    jd_net *net = lws_context_user(lws_get_context(wsi));
+    if (net->tls && net->config.hsts_max_age > 0) {
+        char hsts[64];
+        int n = snprintf(hsts, sizeof(hsts), "max-age=%d; includeSubDomains",
+                         net->config.hsts_max_age);
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"strict-transport-security:",
+                                        (const unsigned char *)hsts, n, &p, end))
+            goto fail;
+    }
     for (int i = 0; extra_headers && extra_headers[i][0]; i++)
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)extra_headers[i][0],
                                         (const unsigned char *)extra_headers[i][1],
@@ -1164,15 +1220,27 @@ bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, j
                      : net->iface;
     info.protocols = protocols;
     info.user = net;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6 * 0;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (config->tls_cert[0] || config->tls_key[0]) {
+        if (!config->tls_cert[0] || !config->tls_key[0]) {
+            snprintf(err, err_len, "TLS needs both tls_cert and tls_key");
+            goto fail;
+        }
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = config->tls_cert;
+        info.ssl_private_key_filepath = config->tls_key;
+        /* HTTP/1.1 only: WebSocket over h2 (RFC 8441) is not something browsers rely on. */
+        info.alpn = "http/1.1";
+        net->tls = true;
+    }
     info.fd_limit_per_thread = (unsigned int)config->max_conns + 128;
     info.retry_and_idle_policy = &net->retry;
     info.timeout_secs = 30;
     info.max_http_header_pool = 256;
     net->context = lws_create_context(&info);
     if (!net->context) {
-        snprintf(err, err_len, "cannot listen on %s (port in use or bad address?)",
-                 config->listen);
+        snprintf(err, err_len, "cannot listen on %s (port in use, bad address%s?)",
+                 config->listen, net->tls ? ", or unreadable TLS certificate/key" : "");
         goto fail;
     }
     if (pthread_create(&net->thread, NULL, service_thread, net) != 0) {

@@ -4,6 +4,12 @@
  * rejection names a stable code, the frame id and the field, so clients and tests can act on it. */
 #include "proto.h"
 
+#include "identity.h"
+#include "redact.h"
+
+#include <arpa/inet.h>
+#include <time.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +20,7 @@ static const char *const error_names[JD_ERR_COUNT] = {
     "duplicate_hello",   "unknown_survey",     "unknown_question",   "unknown_persona",
     "unknown_stage",     "unknown_touchpoint", "unknown_obstacle",   "out_of_range",
     "consent_required",  "rate_limited",       "store_rejected",     "shutting_down",
-    "frame_too_large",   "bad_utf8"};
+    "frame_too_large",   "bad_utf8",           "bad_identity"};
 
 static const char *const msg_names[JD_MSG_COUNT] = {"hello", "answer", "touch",
                                                     "consent", "ping", "invalid"};
@@ -217,6 +223,33 @@ static bool resolve(const jd_catalog_map *map, jd_slug_kind kind, const char *sl
     return true;
 }
 
+bool jd_proto_truncate_ip(const char *ip, char *out, size_t out_len)
+{
+    unsigned char addr[16];
+    if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
+        ip += 7;
+    if (inet_pton(AF_INET, ip, addr) == 1) {
+        addr[3] = 0;
+        return inet_ntop(AF_INET, addr, out, (socklen_t)out_len) != NULL;
+    }
+    if (inet_pton(AF_INET6, ip, addr) == 1) {
+        memset(addr + 6, 0, 10);
+        return inet_ntop(AF_INET6, addr, out, (socklen_t)out_len) != NULL;
+    }
+    return false;
+}
+
+/* Redacts text into scratch when the site asks for it at ingest; returns what to store. */
+static const char *maybe_redact(const jd_catalog_site *site, const char *text, jd_buf *scratch)
+{
+    if (!text || site->redact != JD_REDACT_INGEST)
+        return text;
+    jd_buf_reset(scratch);
+    jd_redact(text, strlen(text), scratch);
+    jd_buf_append(scratch, "", 0);
+    return scratch->data ? scratch->data : "";
+}
+
 static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_proto_session *s,
                          json_t *msg, const char *id, jd_proto_out *out, jd_proto_error *err)
 {
@@ -259,6 +292,19 @@ static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_pro
     if (!opt_slug(msg, "persona", id, &persona, err) || !opt_slug(msg, "stage", id, &stage, err) ||
         !opt_slug(msg, "touchpoint", id, &touchpoint, err))
         return false;
+    const char *identity, *subject;
+    if (!opt_string(msg, "identity", 4096, id, &identity, err) ||
+        !opt_string(msg, "subject", 128, id, &subject, err))
+        return false;
+    jd_identity verified_identity;
+    if (identity) {
+        jd_identity_result r = jd_identity_verify(identity, cs->identity_secret,
+                                                  (int64_t)time(NULL), &verified_identity);
+        if (r != JD_IDENTITY_OK) {
+            set_error(err, JD_ERR_BAD_IDENTITY, id, "identity", "%s", jd_identity_reason(r));
+            return false;
+        }
+    }
     json_t *consent = json_object_get(msg, "consent");
     if (consent && !json_is_boolean(consent) && !json_is_null(consent)) {
         set_error(err, JD_ERR_BAD_FIELD, id, "consent", "consent must be true or false");
@@ -349,6 +395,16 @@ static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_pro
         put_id(b, "persona_id", persona_id);
         put_id(b, "stage_id", stage_id);
         put_id(b, "touchpoint_id", touchpoint_id);
+        /* A signed identity is verified; a bare subject is kept, but apart, as unverified. */
+        put_str(b, "subject", identity ? verified_identity.subject : subject);
+        put_key(b, "verified");
+        jd_buf_puts(b, identity ? "true" : "false");
+        char truncated[64];
+        put_str(b, "client_ip",
+                cs->store_ip && s->client_ip[0] &&
+                        jd_proto_truncate_ip(s->client_ip, truncated, sizeof(truncated))
+                    ? truncated
+                    : NULL);
         jd_buf_puts(b, "}");
     }
     return true;
@@ -639,10 +695,20 @@ static bool handle_answer(const jd_catalog *catalog, jd_proto_session *s, json_t
     } else {
         jd_buf_puts(b, "null");
     }
-    put_str(b, "thought", thought);
-    put_str(b, "action", action);
+    jd_buf scratch;
+    jd_buf_init(&scratch);
+    put_str(b, "thought", maybe_redact(site, thought, &scratch));
+    put_str(b, "action", maybe_redact(site, action, &scratch));
+    jd_buf_free(&scratch);
     put_key(b, "value");
-    if (value) {
+    if (json_is_string(value) && site->redact == JD_REDACT_INGEST) {
+        /* The raw value must not keep what the redacted columns mask. */
+        jd_buf red;
+        jd_buf_init(&red);
+        jd_redact(json_string_value(value), strlen(json_string_value(value)), &red);
+        jd_buf_json_string(b, red.data ? red.data : "", red.len);
+        jd_buf_free(&red);
+    } else if (value) {
         char *raw = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
         jd_buf_puts(b, raw ? raw : "null");
         free(raw);

@@ -50,6 +50,7 @@ typedef enum {
     JD_ERR_SHUTTING_DOWN,
     JD_ERR_FRAME_TOO_LARGE,
     JD_ERR_BAD_UTF8,
+    JD_ERR_BAD_IDENTITY,
     JD_ERR_COUNT
 } jd_error_code;
 
@@ -75,6 +76,7 @@ typedef struct jd_proto_session {
     char persona[JD_SLUG_MAX + 1]; /* hints from hello, "" when none */
     char stage[JD_SLUG_MAX + 1];
     char touchpoint[JD_SLUG_MAX + 1];
+    char client_ip[48]; /* set by the connection's owner; stored truncated if the site asks */
     int max_frame;    /* announced in welcome; set by the connection's owner */
     int rate_per_sec;
     int rate_burst;
@@ -113,6 +115,11 @@ bool jd_proto_handle(const jd_catalog *catalog, const char *site_key, jd_proto_s
 /* Extracts the frame's id when it is a JSON object with a UUID id (for errors raised before
  * decoding, such as rate limits). Writes "" otherwise. */
 void jd_proto_peek_id(const char *frame, size_t len, char id[JD_UUID_LEN + 1]);
+
+/* Writes ip truncated to its /24 (IPv4, also when IPv4-mapped) or /48 (IPv6) network into out.
+ * Returns false when ip is not an address. */
+bool jd_proto_truncate_ip(const char *ip, char *out, size_t out_len)
+    __attribute__((warn_unused_result));
 
 /* Fills *err for errors raised outside the codec (rate limits, store rejections, shutdown). */
 void jd_proto_error_set(jd_proto_error *err, jd_error_code code, const char *id,

@@ -36,7 +36,13 @@ typedef enum {
     JD_STORE_CLOSED,           /* destroyed */
 } jd_store_state;
 
-typedef enum { JD_REQ_SETUP = 0, JD_REQ_CATALOG, JD_REQ_BATCH, JD_REQ_API } jd_request_kind;
+typedef enum {
+    JD_REQ_SETUP = 0,
+    JD_REQ_CATALOG,
+    JD_REQ_BATCH,
+    JD_REQ_API,
+    JD_REQ_PURGE
+} jd_request_kind;
 
 typedef struct jd_batch {
     jd_record **records;
@@ -56,6 +62,7 @@ typedef struct jd_request {
     char *catalog_json;      /* JD_REQ_CATALOG: the document, owned */
     jd_record *api;          /* JD_REQ_API: the request, owned */
     jd_http_response *response; /* JD_REQ_API: the answer once its row arrived, owned */
+    long purged;                /* JD_REQ_PURGE: rows deleted, -1 until known */
 } jd_request;
 
 /* A FIFO of batches waiting to be (re)sent, in order. */
@@ -82,6 +89,10 @@ struct jd_store {
     struct event *reconnect_ev;
     struct event *catalog_ev;
     struct event *retry_events_ev;
+    struct event *purge_ev;
+    int purge_batch;
+    long purged_total;
+    bool purge_in_flight;
     uint64_t backoff_ms;
 
     jd_request *head, *tail; /* in flight, in send order */
@@ -106,6 +117,7 @@ static void store_set_state(jd_store *s, jd_store_state state, const char *reaso
 static void store_pump(jd_store *s);
 static void store_flush_output(jd_store *s);
 static void store_schedule_reconnect(jd_store *s);
+static void complete_purge(jd_store *s, jd_request *req);
 
 /* --- SQL --------------------------------------------------------------------------------- */
 
@@ -120,13 +132,14 @@ static const char *const statement_sql[JD_MAX_STATEMENTS] = {
 
     /* A hello and a later consent for one session can share a batch: keep the last. */
     "INSERT INTO sessions (id, site_id, respondent_id, consent_mode, consent, url, referrer, lang, "
-    "utm, persona_id, stage_id, touchpoint_id) "
+    "utm, persona_id, stage_id, touchpoint_id, subject, verified, client_ip) "
     "SELECT DISTINCT ON (r.id) r.id, r.site_id, r.respondent_id, r.consent_mode, r.consent, "
-    "r.url, r.referrer, r.lang, coalesce(r.utm, '{}'), r.persona_id, r.stage_id, r.touchpoint_id "
+    "r.url, r.referrer, r.lang, coalesce(r.utm, '{}'), r.persona_id, r.stage_id, r.touchpoint_id, "
+    "r.subject, coalesce(r.verified, false), r.client_ip "
     "FROM (SELECT x.*, row_number() OVER () AS n FROM json_to_recordset($1::json) AS x(id uuid, "
     "site_id bigint, respondent_id uuid, consent_mode text, consent boolean, url text, "
     "referrer text, lang text, utm jsonb, persona_id bigint, stage_id bigint, "
-    "touchpoint_id bigint)) r "
+    "touchpoint_id bigint, subject text, verified boolean, client_ip inet)) r "
     "ORDER BY r.id, r.n DESC "
     "ON CONFLICT (id) DO UPDATE SET consent = EXCLUDED.consent",
 
@@ -159,7 +172,8 @@ static const char *const statement_sql[JD_MAX_STATEMENTS] = {
 static const char catalog_sql[] =
     "SELECT json_build_object('sites', coalesce(json_agg(json_build_object("
     " 'id', s.id, 'key', s.key, 'origins', to_json(s.allowed_origins),"
-    " 'consent_mode', s.consent_mode,"
+    " 'consent_mode', s.consent_mode, 'redact', s.redact, 'store_ip', s.store_ip,"
+    " 'identity_secret', s.identity_secret,"
     " 'maps', (SELECT coalesce(json_agg(json_build_object('id', m.id,"
     "   'personas', (SELECT coalesce(json_object_agg(p.slug, p.id), '{}') FROM personas p"
     "                WHERE p.map_id = m.id),"
@@ -680,6 +694,9 @@ static void complete_request(jd_store *s, jd_request *req)
     case JD_REQ_BATCH:
         complete_batch(s, req);
         break;
+    case JD_REQ_PURGE:
+        complete_purge(s, req);
+        break;
     case JD_REQ_API:
         s->batches_in_flight--;
         if (!req->failed && req->response) {
@@ -718,6 +735,8 @@ static void note_result(jd_request *req, PGresult *res)
     } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_CATALOG && PQntuples(res) == 1 &&
                !req->catalog_json) {
         req->catalog_json = strdup(PQgetvalue(res, 0, 0));
+    } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_PURGE && PQntuples(res) == 1) {
+        req->purged = atol(PQgetvalue(res, 0, 0));
     } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_API && PQntuples(res) == 1 &&
                PQnfields(res) == 3 && !req->response) {
         req->response = jd_http_response_new(atoi(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1),
@@ -812,6 +831,7 @@ static void drop_connection(jd_store *s, const char *why)
     s->tail = NULL;
     s->batches_in_flight = 0;
     s->catalog_in_flight = false;
+    s->purge_in_flight = false;
     store_set_state(s, JD_STORE_DISCONNECTED, reason);
     store_schedule_reconnect(s);
 }
@@ -950,6 +970,63 @@ static void on_catalog_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void send_purge(jd_store *s)
+{
+    if (s->state != JD_STORE_READY || s->purge_in_flight)
+        return;
+    jd_request *req = calloc(1, sizeof(*req));
+    if (!req)
+        return;
+    char batch[16];
+    snprintf(batch, sizeof(batch), "%d", s->purge_batch);
+    const char *values[1] = {batch};
+    req->kind = JD_REQ_PURGE;
+    req->purged = -1;
+    if (!PQsendQueryParams(s->conn, "SELECT jd_purge_expired($1::int)", 1, NULL, values, NULL,
+                           NULL, 0) ||
+        !PQpipelineSync(s->conn)) {
+        free(req);
+        drop_connection(s, PQerrorMessage(s->conn));
+        return;
+    }
+    req->results_pending = 1;
+    append_request(s, req);
+    s->purge_in_flight = true;
+    store_flush_output(s);
+}
+
+static void on_purge_timer(evutil_socket_t fd, short what, void *arg)
+{
+    send_purge(arg);
+}
+
+static void complete_purge(jd_store *s, jd_request *req)
+{
+    s->purge_in_flight = false;
+    if (req->failed || req->purged < 0) {
+        jd_log_error("retention purge failed: %s", req->error);
+        s->purged_total = 0;
+        return;
+    }
+    s->purged_total += req->purged;
+    if (req->purged >= s->purge_batch) {
+        struct timeval tv = {0, 100000};
+        event_add(s->purge_ev, &tv);
+        return;
+    }
+    if (s->purged_total)
+        jd_log_info("retention purge: %ld rows past their site's retention deleted",
+                    s->purged_total);
+    s->purged_total = 0;
+}
+
+void jd_store_purge(jd_store *s, int batch)
+{
+    s->purge_batch = batch > 0 ? batch : 1000;
+    s->purged_total = 0;
+    send_purge(s);
+}
+
 void jd_store_reload_catalog(jd_store *s)
 {
     on_catalog_timer(-1, 0, s);
@@ -1010,8 +1087,9 @@ bool jd_store_create(struct event_base *base, jd_store_role role, const jd_confi
     s->reconnect_ev = evtimer_new(base, on_reconnect, s);
     s->catalog_ev = event_new(base, -1, EV_PERSIST, on_catalog_timer, s);
     s->retry_events_ev = evtimer_new(base, on_retry_events, s);
+    s->purge_ev = evtimer_new(base, on_purge_timer, s);
     if (!s->conninfo || !s->pop_buf || !s->wake_ev || !s->reconnect_ev || !s->catalog_ev ||
-        !s->retry_events_ev)
+        !s->retry_events_ev || !s->purge_ev)
         goto fail;
     set_health(s, false, "connecting to the database");
     struct timeval tv = {config->catalog_refresh, 0};
@@ -1034,8 +1112,8 @@ void jd_store_destroy(jd_store **store)
         s->conn = NULL;
     }
     store_set_state(s, JD_STORE_CLOSED, NULL);
-    struct event **evs[] = {&s->read_ev,    &s->write_ev,   &s->wake_ev,
-                            &s->reconnect_ev, &s->catalog_ev, &s->retry_events_ev};
+    struct event **evs[] = {&s->read_ev,    &s->write_ev,   &s->wake_ev,        &s->reconnect_ev,
+                            &s->catalog_ev, &s->purge_ev,   &s->retry_events_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (*evs[i]) {
             event_free(*evs[i]);

@@ -45,6 +45,10 @@ void jd_store_apply_config(jd_store *store, const jd_config *config);
 /* Store thread: reloads the catalog now (SIGHUP) instead of waiting for the timer. */
 void jd_store_reload_catalog(jd_store *store);
 
+/* Store thread: starts a retention purge: jd_purge_expired() in batches of batch rows, the next
+ * batch 100 ms after the previous one while batches come back full. API store only. */
+void jd_store_purge(jd_store *store, int batch);
+
 /* Thread-safe: true when the database connection is ready; otherwise writes why into reason. */
 bool jd_store_healthy(jd_store *store, char *reason, size_t reason_len);
 
