@@ -8,12 +8,21 @@ import { Harness, UpgradeRefused, freePort, sleep, uuid, waitFor } from '../lib/
 
 const h = Harness.forFile(import.meta.url);
 
+// The journeyd_db_up gauge (documented in docs/architecture.md).
+async function dbUp(d) {
+  const r = await d.get('/metrics');
+  const m = /^journeyd_db_up(?:\{[^}]*\})? (\S+)$/m.exec(r.body);
+  assert.ok(m, 'journeyd_db_up in /metrics');
+  return Number(m[1]);
+}
+
 h.test('/healthz is 200 with a JSON body while the database is reachable', async () => {
   const d = await h.daemon();
   const r = await d.healthz();
   assert.equal(r.status, 200);
   assert.match(String(r.headers['content-type']), /^application\/json/);
   assert.ok(r.json && typeof r.json === 'object', `JSON body: ${r.body}`);
+  assert.equal(await dbUp(d), 1, 'journeyd_db_up is 1');
 });
 
 h.test('database down: /healthz 503 with a reason, no acks, connections stay open; back up: acked once', async () => {
@@ -55,6 +64,7 @@ h.test('database down: /healthz 503 with a reason, no acks, connections stay ope
     assert.ok(client.isOpen && idle.isOpen, `connections stay open (${JSON.stringify(client.closeInfo)} ${JSON.stringify(idle.closeInfo)})`);
     assert.ok(d.alive, 'the daemon keeps running');
     assert.equal((await d.healthz()).status, 503, 'still 503');
+    assert.equal(await dbUp(d), 0, 'journeyd_db_up is 0 while the database is down');
 
     await h.cluster.start();
     const allIds = [...during.map((f) => f.id)];
@@ -67,6 +77,7 @@ h.test('database down: /healthz 503 with a reason, no acks, connections stay ope
     const t = await h.pg.query('SELECT count(*)::int AS n FROM touch_events WHERE client_id = $1', [touch.id]);
     assert.equal(t.rows[0].n, 1);
     await waitFor(async () => (await d.healthz()).status === 200, { timeoutMs: 20000, what: '/healthz 200 after PostgreSQL is back' });
+    assert.equal(await dbUp(d), 1, 'journeyd_db_up is 1 again');
 
     // And new work goes through as usual.
     const after = await h.answerFrame('product-pulse', 'feel', 2);
