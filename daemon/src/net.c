@@ -45,6 +45,7 @@ typedef struct jd_conn {
     struct jd_conn *reap_next;
     jd_ip_count *ip;
     char site_key[72];
+    char peer[48]; /* client address, for log lines */
     jd_proto_session proto;
     jd_buf rx; /* fragments of the current message */
     jd_frame *out_head, *out_tail;
@@ -242,7 +243,7 @@ static void conn_send(jd_conn *c, const char *type, const char *data, size_t len
     if (c->state == JD_CONN_CLOSED)
         return;
     if (c->out_count >= JD_MAX_OUTQ) {
-        jd_log(JD_LOG_WARN, c->id, NULL, "client is not reading its frames; closing");
+        jd_log(JD_LOG_WARN, c->id, c->peer, "client is not reading its frames; closing");
         conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "not reading");
         return;
     }
@@ -414,7 +415,7 @@ static void handle_message(jd_net *net, jd_conn *c, bool binary)
                            "too many frames per second; wait and resend");
         /* A client that keeps sending into an empty bucket is flooding: close 1008. */
         if (++c->refused_in_a_row >= JD_FLOOD_CLOSE) {
-            jd_log(JD_LOG_WARN, c->id, NULL, "flooding; closing");
+            jd_log(JD_LOG_WARN, c->id, c->peer, "flooding; closing");
             err.close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
         }
         conn_send_error(c, &err);
@@ -432,7 +433,7 @@ static void handle_message(jd_net *net, jd_conn *c, bool binary)
                               &err);
     jd_metrics_frame_in(out.type);
     if (!ok) {
-        jd_log(JD_LOG_DEBUG, c->id, NULL, "refused frame: %s: %s", jd_proto_error_name(err.code),
+        jd_log(JD_LOG_DEBUG, c->id, c->peer, "refused frame: %s: %s", jd_proto_error_name(err.code),
                err.message);
         conn_send_error(c, &err);
         goto done;
@@ -466,7 +467,7 @@ static int ws_receive(jd_net *net, jd_conn *c, struct lws *wsi, const void *in, 
         jd_buf_reset(&c->rx);
     if (c->rx.len + len > (size_t)net->config.max_frame) {
         jd_metrics_error(JD_ERR_FRAME_TOO_LARGE);
-        jd_log(JD_LOG_INFO, c->id, NULL, "frame over max_frame (%d bytes); closing 1009",
+        jd_log(JD_LOG_INFO, c->id, c->peer, "frame over max_frame (%d bytes); closing 1009",
                net->config.max_frame);
         static const char reason[] = "frame_too_large";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
@@ -582,6 +583,7 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
         return -1;
     client_address(net, wsi, peer, sizeof(peer));
     snprintf(c->proto.client_ip, sizeof(c->proto.client_ip), "%s", peer);
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->id = ++net->next_conn_id;
     c->wsi = wsi;
     c->ip = ip_get(net, peer, true);
@@ -600,7 +602,7 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
     conn_insert(net, c);
     pss->conn = c;
     jd_metrics_connection_opened();
-    jd_log(JD_LOG_DEBUG, c->id, peer, "connected");
+    jd_log(JD_LOG_INFO, c->id, c->peer, "connected (site %s)", c->site_key);
     return 0;
 }
 
@@ -618,7 +620,7 @@ static void ws_closed(jd_net *net, jd_pss *pss)
         jd_metrics_rx_paused(-1);
     conn_set_state(c, JD_CONN_CLOSED);
     jd_metrics_connection_closed();
-    jd_log(JD_LOG_DEBUG, c->id, NULL, "closed");
+    jd_log(JD_LOG_INFO, c->id, c->peer, "closed");
     /* Freed from the service loop, after this callback has returned. */
     c->reap_next = net->reap;
     net->reap = c;
