@@ -2,7 +2,7 @@
 // arrive, and a reload with answers still in the outbox all end as exactly one row per answer.
 import { after } from 'node:test';
 import assert from 'node:assert/strict';
-import { setup, survey, rid, answersOf, outbox, waitFor, sleep, tcpProxy, allowOrigin } from './lib.mjs';
+import { setup, survey, rid, answersOf, outbox, waitFor, sleep, tcpProxy, allowOrigin, journeyErrors } from './lib.mjs';
 
 const env = setup(import.meta.url);
 const { h } = env;
@@ -148,4 +148,29 @@ h.test('two tabs share one outbox: an answer left by a closed tab is delivered o
   await waitFor(async () => (await outbox(a)).length === 0, { what: 'empty shared outbox', timeoutMs: 15000 });
   assert.equal((await answersOf(h, r)).length, 1);
   await context.close();
+});
+
+h.test('the daemon stops (SIGTERM) and another one starts: answers given meanwhile are stored once', async () => {
+  const p = await start();
+  const page = await env.page();
+  await page.goto(`${p.url}/demo/product.html`);
+  const dlg = survey(page, 'How is your visit going?');
+  await dlg.waitFor({ timeout: 10000 });
+  const old = await env.daemon();
+  await old.stop('SIGTERM');
+  await waitFor(() => page.frames_.received.length && page.sockets >= 2, { what: 'a reconnect attempt', timeoutMs: 15000 });
+  await dlg.getByText('Unhappy', { exact: true }).click();
+  await dlg.getByRole('button', { name: 'Next' }).click();
+  await dlg.getByText('Compare options').click();
+  await dlg.getByRole('button', { name: 'Next' }).click();
+  await dlg.getByLabel('Anything on your mind?').fill('Sizes are confusing');
+  await dlg.getByRole('button', { name: 'Send' }).click();
+  await sleep(1000);
+  assert.equal((await answersOf(h, await rid(page))).length, 0);
+  const fresh = await h.startDaemon({ args: ['--static-dir', env.dist] });
+  p.target = fresh.port;
+  const a = await oneRowPerAnswer(page, 3);
+  assert.equal(a.find((x) => x.key === 'thoughts').thought, 'Sizes are confusing');
+  assert.equal(journeyErrors(page).length, 0, 'an outage is not reported as a disallowed origin');
+  await page.context().close();
 });
