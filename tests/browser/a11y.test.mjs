@@ -3,7 +3,8 @@
 // translations; prefers-reduced-motion; theming through CSS custom properties; no CSP violation.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { setup, survey, rid, answersOf, waitFor, cspViolations, journeyErrors } from './lib.mjs';
+import http from 'node:http';
+import { setup, survey, rid, answersOf, waitFor, cspViolations, journeyErrors, allowOrigin, SITE_KEY } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE = require.resolve('axe-core/axe.min.js');
@@ -154,4 +155,41 @@ h.test('reduced motion, theming through custom properties, strict CSP without vi
   await m.waitFor({ timeout: 10000 });
   assert.equal(await m.evaluate((e) => getComputedStyle(e).animationName), 'in');
   await moving.context().close();
+});
+
+h.test('cross-origin embed without constructable stylesheets: <style nonce> from data-nonce', async (t) => {
+  // A host page on its own origin under a nonce-based CSP, embedding widget.js from the daemon.
+  const srv = http.createServer((req, res) => {
+    res.setHeader('content-type', 'text/html');
+    res.setHeader('content-security-policy', `default-src 'none'; script-src ${d.url}; style-src 'nonce-n0nce42'; connect-src ${d.url.replace('http', 'ws')}`);
+    res.end(`<!doctype html><html lang="en"><head><title>Host shop</title></head><body><main><h1>Host shop</h1></main>
+      <script async src="${d.url}/widget.js" data-site="${SITE_KEY}" data-nonce="n0nce42"></script></body></html>`);
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => srv.close(r)));
+  const host = `http://127.0.0.1:${srv.address().port}`;
+  await allowOrigin(h, host);
+  const d = await h.startDaemon({ args: ['--static-dir', env.dist] }); // reads the new origin at startup
+  const page = await env.page();
+  await page.addInitScript(() => {
+    // An older browser: no constructable stylesheets.
+    window.CSSStyleSheet = function () {
+      throw new TypeError('Illegal constructor');
+    };
+  });
+  await page.goto(`${host}/demo/product.html`);
+  const dlg = survey(page, 'How is your visit going?');
+  await dlg.waitFor({ timeout: 10000 });
+  const style = await page.evaluate(() => {
+    const r = document.querySelector('[data-journey]').shadowRoot;
+    const s = r.querySelector('style');
+    return { nonce: s && s.nonce, adopted: r.adoptedStyleSheets.length };
+  });
+  assert.deepEqual(style, { nonce: 'n0nce42', adopted: 0 });
+  // The stylesheet applied: fixed in a corner, default accent (the host sets no theme).
+  assert.equal(await dlg.evaluate((e) => getComputedStyle(e).position), 'fixed');
+  assert.equal(await dlg.getByRole('button', { name: 'Next' }).evaluate((e) => getComputedStyle(e).backgroundColor), 'rgb(29, 78, 216)');
+  assert.deepEqual(cspViolations(page), []);
+  assert.equal(page.frames_.sent[0].page.url, `${host}/demo/product.html`);
+  await page.context().close();
 });

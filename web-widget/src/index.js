@@ -399,7 +399,7 @@ function init() {
   }
 
   function display(s, o, forced) {
-    if (active.has(s.id)) return
+    if (active.has(s.id) || !(s.questions || []).length) return
     const d = Object.assign({}, s.display, o)
     d.mode = d.mode === 'modal' || d.mode === 'inline' ? d.mode : 'popover'
     let target
