@@ -14,6 +14,9 @@
 # JD_STAGES="unit pgtap integration integration-asan browser" runs only the listed test stages;
 # JD_TEST_TIMEOUT_MIN (default 25) bounds each test stage; JD_BUILD_DIR / JD_ASAN_BUILD_DIR
 # (default build / build-asan) move the two build trees.
+# The whole script is one function, parsed before anything runs, so editing this file while it
+# runs cannot change what the running copy does.
+main() {
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -128,10 +131,9 @@ run_tests() { # name kind cmd...
 if [ -z "${JD_SKIP_DEPS:-}" ]; then
     step deps bash deploy/install-deps.sh --test
     npm_ci() {
-        # npm ci wipes node_modules; skip it when node_modules already matches the lockfile.
-        if [ -f node_modules/.package-lock.json ] && cmp -s <(node -e 'const l=require("./package-lock.json");delete l.name;delete l.version;console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort()))') \
-            <(node -e 'const l=require("./node_modules/.package-lock.json");console.log(JSON.stringify(Object.keys(l.packages).filter(Boolean).sort()))'); then
-            echo "node_modules matches package-lock.json"
+        # npm ci wipes node_modules; skip it when npm last installed after the lockfile changed.
+        if [ node_modules/.package-lock.json -nt package-lock.json ] && [ node_modules/.package-lock.json -nt package.json ]; then
+            echo "node_modules is newer than package-lock.json: skipping npm ci"
         else
             npm ci --no-audit --no-fund
         fi
@@ -207,3 +209,5 @@ banner "summary ($(($(date +%s) - t_start)) s, logs in $LOGDIR)"
 for line in "${summary[@]}"; do echo "$line"; done
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
+}
+main "$@"

@@ -91,6 +91,7 @@ const valid = {
     { type: 'touch', id: U(), kind: 'event', name: 'add-to-cart' },
   ],
   ping: [{ type: 'ping', id: U() }, { type: 'ping', id: U().toUpperCase() }],
+  consent: [{ type: 'consent', id: U(), consent: true }, { type: 'consent', id: U(), consent: false }],
   welcome: [welcome(), { ...welcome(), config: { ...welcome().config, consent_mode: 'opt-in', collect: false } }],
   survey: [survey()],
   ack: [{ type: 'ack', ids: [U()] }, { type: 'ack', ids: [U(), U(), U()] }],
@@ -99,6 +100,7 @@ const valid = {
     { type: 'error', code: 'out_of_range', message: 'value 9 is outside 1..5', id: U(), field: 'value' },
     { type: 'error', code: 'unsupported_version', message: 'v 2', id: U(), supported: [1] },
     { type: 'error', code: 'missing_field', message: 'survey is required', id: U(), field: 'survey' },
+    { type: 'error', code: 'bad_identity', message: 'identity token has expired', id: U() },
   ],
   pong: [{ type: 'pong', re: U() }],
 };
@@ -109,6 +111,7 @@ const invalid = {
     ['missing site', (() => { const f = hello(); delete f.site; return f; })()],
     ['missing id', (() => { const f = hello(); delete f.id; return f; })()],
     ['v 2', { ...hello(), v: 2 }],
+    ['empty identity', { ...hello(), identity: '' }],
     ['v as string', { ...hello(), v: '1' }],
     ['id not a uuid', { ...hello(), id: 'abc' }],
     ['respondent not a uuid', { ...hello(), respondent: 42 }],
@@ -149,6 +152,11 @@ const invalid = {
     ['missing id', { type: 'ping' }],
     ['id number', { type: 'ping', id: 7 }],
     ['urn uuid', { type: 'ping', id: `urn:uuid:${U()}` }],
+  ],
+  consent: [
+    ['missing consent', { type: 'consent', id: U() }],
+    ['consent as a string', { type: 'consent', id: U(), consent: 'yes' }],
+    ['missing id', { type: 'consent', consent: true }],
   ],
   welcome: [
     ['missing session', (() => { const f = welcome(); delete f.session; return f; })()],
