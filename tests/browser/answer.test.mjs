@@ -19,10 +19,22 @@ h.test('mouse: product popover, three questions, rows carry persona, stage and t
   const d = await env.daemon();
   const cat = await h.catalog();
   const page = await env.page();
-  await page.goto(`${d.url}/demo/product.html?persona=busy-professional`);
+  await page.goto(`${d.url}/demo/product.html?persona=busy-professional&utm_source=newsletter&utm_campaign=spring`, { referer: 'https://search.example/?q=backpack' });
   const dlg = survey(page, 'How is your visit going?');
   await dlg.waitFor({ timeout: 10000 });
   await dlg.getByText('Question 1 of 3').waitFor();
+  // Page context in hello, stored with the session.
+  const hello = page.frames_.sent.find((f) => f.type === 'hello');
+  assert.deepEqual(hello.page.utm, { source: 'newsletter', campaign: 'spring' });
+  assert.equal(hello.page.lang, 'en-GB');
+  assert.equal(hello.page.referrer, 'https://search.example/?q=backpack');
+  assert.equal(hello.persona, 'busy-professional');
+  assert.equal(hello.stage, 'consideration');
+  const sess = (await h.pg.query('SELECT * FROM sessions WHERE respondent_id = $1', [await rid(page)])).rows;
+  assert.equal(sess.length, 1);
+  assert.deepEqual(sess[0].utm, { source: 'newsletter', campaign: 'spring' });
+  assert.equal(sess[0].lang, 'en-GB');
+  assert.equal(Number(sess[0].persona_id), cat.personas['busy-professional']);
   // Text labels on every face.
   for (const l of ['Very unhappy', 'Unhappy', 'Neutral', 'Happy', 'Very happy']) assert.equal(await dlg.getByRole('radio', { name: l, exact: true }).count(), 1, l);
   await dlg.getByText('Very happy').click();
