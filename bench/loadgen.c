@@ -40,6 +40,7 @@
 #define MAX_ERROR_CODES 32
 #define UUID_LEN 36
 #define CONNECTING_MAX 256 /* handshakes in progress per worker */
+#define TIMELINE_MAX 1024
 
 /* --- options ------------------------------------------------------------------------------ */
 
@@ -268,6 +269,8 @@ typedef struct worker {
     int n_errors;
     uint32_t *lat;
     size_t n_lat, cap_lat;
+    /* per second since t_warm: acks, and the slowest ack (us) */
+    uint32_t tl_acks[TIMELINE_MAX], tl_max[TIMELINE_MAX];
     /* open-loop pacing */
     double rate;
     uint64_t scheduled;
@@ -619,6 +622,13 @@ static void on_ack(worker_t *w, conn_t *c, const char *m, size_t len)
             w->acked++;
             if (in_window)
                 w->acked_window++;
+            if (t >= t_warm && (t - t_warm) / 1000000u < TIMELINE_MAX) {
+                size_t sec = (size_t)((t - t_warm) / 1000000u);
+                uint64_t l = t > hit->t_us ? t - hit->t_us : 0;
+                w->tl_acks[sec]++;
+                if (l > w->tl_max[sec])
+                    w->tl_max[sec] = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
+            }
             if (hit->t_us >= t_start && hit->t_us < t_end)
                 record_latency(w, t > hit->t_us ? t - hit->t_us : 0);
         }
@@ -1321,11 +1331,34 @@ int main(int argc, char **argv)
            "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
            n_lat, lat_mean, pct(lat, n_lat, 50), pct(lat, n_lat, 95), pct(lat, n_lat, 99),
            pct(lat, n_lat, 99.9), n_lat ? lat[n_lat - 1] / 1000.0 : -1);
+    /* per-second timeline from the start of the warm-up to the end of the drain */
+    size_t secs = (size_t)((opt.warmup + opt.duration) + 0.999);
+    for (size_t sec = secs; sec < TIMELINE_MAX; sec++)
+        for (int t = 0; t < opt.threads; t++)
+            if (workers[t].tl_acks[sec])
+                secs = sec + 1;
+    printf("\"timeline\":{\"acks_per_s\":[");
+    for (size_t sec = 0; sec < secs && sec < TIMELINE_MAX; sec++) {
+        uint64_t a = 0;
+        for (int t = 0; t < opt.threads; t++)
+            a += workers[t].tl_acks[sec];
+        printf("%s%llu", sec ? "," : "", (unsigned long long)a);
+    }
+    printf("],\"max_latency_ms\":[");
+    for (size_t sec = 0; sec < secs && sec < TIMELINE_MAX; sec++) {
+        uint32_t mx = 0;
+        for (int t = 0; t < opt.threads; t++)
+            if (workers[t].tl_max[sec] > mx)
+                mx = workers[t].tl_max[sec];
+        printf("%s%.1f", sec ? "," : "", mx / 1000.0);
+    }
+    printf("]},");
     printf("\"daemon\":{\"pid\":%d,\"rss_before_kb\":%.0f,\"rss_idle_kb\":%.0f,"
            "\"rss_end_kb\":%.0f,\"hwm_kb\":%.0f,\"bytes_per_idle_conn\":%.0f,\"cpu_s\":%.2f,"
-           "\"cpu_pct\":%.1f},\"loadgen_cpu_pct\":%.1f}\n",
+           "\"cpu_pct\":%.1f},\"loadgen_cpu_pct\":%.1f,\"loadgen_cpu_s_total\":%.2f}\n",
            opt.pid, rss_before, rss_idle, rss_end, hwm, per_idle, cpu,
-           cpu >= 0 ? 100.0 * cpu / opt.duration : -1, 100.0 * (self1 - self0) / opt.duration);
+           cpu >= 0 ? 100.0 * cpu / opt.duration : -1, 100.0 * (self1 - self0) / opt.duration,
+           self_cpu_sec());
     fflush(stdout);
     if (!opt.quiet) {
         fprintf(stderr,

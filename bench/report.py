@@ -87,7 +87,8 @@ def main():
     out.append(f"- date: {r['date']}; commit: `{r['commit']}`"
                f"{' (with uncommitted changes)' if r.get('tree_dirty') else ''}")
     out.append(f"- machine: {m['cores']} cores ({m['cpu']}), {m['mem_kb'] // 1024:,} MiB RAM, "
-               f"{m['os']}, kernel {m['kernel']}; load generator, journeyd and PostgreSQL share it")
+               f"{m['os']}, kernel {m['kernel']}; load generator, journeyd and PostgreSQL share it; "
+               f"load average at start {m.get('load_average_at_start', 'n/a')}")
     out.append(f"- PostgreSQL {r['postgres']['version']}: {r['postgres']['settings']}")
     out.append(f"- journeyd: `{r['daemon_args']}`")
     out.append(f"- command: `{r['command']}`\n")
@@ -95,6 +96,17 @@ def main():
     out.append("|---|---|---|---|")
     for row in rows:
         out.append("| " + " | ".join(row) + " |")
+    out.append("\nCPU during each journeyd phase, in % of one core (the machine has "
+               f"{m['cores']} × 100%); *others* is load that is not this benchmark:\n")
+    out.append("| phase | wall s | journeyd | postgres | loadgen | others | load average before |")
+    out.append("|---|---|---|---|---|---|---|")
+    for name in ("throughput", "latency", "idle", "all_sending"):
+        ph = r.get(name)
+        if not ph or "cpu_phase" not in ph:
+            continue
+        c = ph["cpu_phase"]
+        out.append(f"| {name} | {c['wall_s']:.0f} | {c['daemon_pct']:.0f} | {c['postgres_pct']:.0f} | "
+                   f"{c['loadgen_pct']:.0f} | {c['others_pct']:.0f} | {c['loadavg_before']} |")
     bad = []
     for name in ("throughput", "latency", "idle", "all_sending"):
         ph = r.get(name)
@@ -106,6 +118,9 @@ def main():
                   "unknown_acks", "rejected", "unacked_at_end"):
             if ph.get(k):
                 bad.append(f"{name}: {k} = {ph[k]}")
+        if ph.get("cpu_phase", {}).get("others_pct", 0) > 20:
+            bad.append(f"{name}: other processes used {ph['cpu_phase']['others_pct']:.0f}% of a "
+                       "core during the phase: the figures are pessimistic")
         if ph.get("starved"):
             bad.append(f"{name}: {ph['starved']} answers were due while every window was full")
     if d.get("exit_code"):

@@ -13,6 +13,7 @@
 #      10,000 idle connections open (+ memory per idle connection), and 10,000 connections all
 #      sending;
 #   3. after every journeyd phase: rows in answers == acked ids (no loss, no duplicates).
+# Each journeyd phase (and each yardstick) starts from an empty answers table after a CHECKPOINT.
 # Prints one table; writes bench/results/latest.json and bench/results/latest.md.
 # --quick shortens every phase (a smoke run, ~2 minutes); --profile also records the daemon with
 # perf during the throughput phase (bench/results/perf-daemon.txt).
@@ -42,7 +43,7 @@ done
 if [ "$QUICK" = 1 ]; then
     COPY_ROWS=100000 NAIVE_S=4 PHASE_S=5 WARM_S=2 IDLE_N=2000 ALL_N=2000
 else
-    COPY_ROWS=400000 NAIVE_S=10 PHASE_S=20 WARM_S=3 IDLE_N=10000 ALL_N=10000
+    COPY_ROWS=400000 NAIVE_S=10 PHASE_S=30 WARM_S=3 IDLE_N=10000 ALL_N=10000
 fi
 ACTIVE_N=100 WINDOW=64 LAT_RATE=10000
 
@@ -106,6 +107,11 @@ if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt "$need" ]; then
     exit 1
 fi
 
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+if awk -v l="${LOAD_START%% *}" 'BEGIN { exit !(l > 0.7) }'; then
+    log "warning: load average is $LOAD_START before the run; other work on this machine will lower the figures"
+fi
+
 # --- PostgreSQL ------------------------------------------------------------------------------------
 log "starting a throwaway PostgreSQL in $WORK/pg"
 chmod 0755 "$WORK" # the postgres user must reach $WORK/pg
@@ -137,22 +143,23 @@ done
 sql() { psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
 
 # --- 1. yardsticks ---------------------------------------------------------------------------------
+sql baseline "CHECKPOINT" >/dev/null
 log "COPY $COPY_ROWS rows into answers (all indexes and foreign keys)"
 run_child "$BASELINE" copy --url "$URL_BASE/baseline" --rows "$COPY_ROWS" --chunk 100000 >"$WORK/copy.json"
 cat "$WORK/copy.json" >&2
 [ "$(sql baseline 'SELECT count(*) FROM answers')" = "$COPY_ROWS" ] || { log "COPY row count mismatch"; exit 1; }
 
 log "COPY $COPY_ROWS rows into a copy of answers without foreign keys (informative)"
-sql baseline "CREATE TABLE answers_nofk (LIKE answers INCLUDING ALL)" >/dev/null
+sql baseline "CREATE TABLE answers_nofk (LIKE answers INCLUDING ALL); CHECKPOINT" >/dev/null
 run_child "$BASELINE" copy --url "$URL_BASE/baseline" --table answers_nofk --rows "$COPY_ROWS" --chunk 100000 >"$WORK/copy_nofk.json"
 cat "$WORK/copy_nofk.json" >&2
-sql baseline "DROP TABLE answers_nofk; TRUNCATE answers" >/dev/null
+sql baseline "DROP TABLE answers_nofk; TRUNCATE answers; CHECKPOINT" >/dev/null
 
 for k in 8 64; do
     log "naive: one INSERT per answer, autocommit, $k clients, ${NAIVE_S}s"
     run_child "$BASELINE" naive --url "$URL_BASE/baseline" --clients "$k" --duration "$NAIVE_S" >"$WORK/naive$k.json"
     cat "$WORK/naive$k.json" >&2
-    sql baseline "TRUNCATE answers" >/dev/null
+    sql baseline "TRUNCATE answers; CHECKPOINT" >/dev/null
 done
 
 # --- 2. journeyd -----------------------------------------------------------------------------------
@@ -171,6 +178,14 @@ for i in $(seq 1 300); do
     sleep 0.1
 done
 cpu_ticks() { awk '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); print f[12] + f[13] }' "/proc/$DAEMON_PID/stat"; }
+# CPU ticks of our PostgreSQL's server processes (children of its postmaster).
+pg_ticks() {
+    local pm
+    pm="$(head -1 "$WORK/pg/data/postmaster.pid")"
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '{ s = $0; sub(/^.*\) /, "", s); split(s, f, " "); if (f[2] == pm) t += f[12] + f[13] } END { print t + 0 }'
+}
+# Busy and total ticks of the whole machine (all cores).
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 CPU_START="$(cpu_ticks)"
 T_DAEMON_START="$(date +%s.%N)"
 
@@ -183,15 +198,22 @@ while read -r q; do QUESTIONS+=(--question "$q"); done < <(sql journeyd "
 [ "${#QUESTIONS[@]}" -gt 0 ] || { log "no live emotion question in the demo seed"; exit 1; }
 
 EXPECTED=0 VERIFY_OK=1
-# Runs one loadgen phase, then checks rows in answers against every id acked so far.
+# Runs one loadgen phase, then checks rows in answers against the ids it acked.
 phase() {
     local name="$1"
     shift
     log "phase $name: loadgen $*"
-    local t0 t1
-    t0="$(cpu_ticks)"
+    # Every phase starts from the same state: an empty answers table and a fresh checkpoint, so
+    # a later phase is not slower merely because the table and its indexes grew.
+    sql journeyd "TRUNCATE answers" >/dev/null
+    sql journeyd "CHECKPOINT" >/dev/null
+    EXPECTED=0
+    local t0 t1 p0 p1 m0 m1 w0 w1 load0
+    load0="$(cut -d' ' -f1 /proc/loadavg)"
+    t0="$(cpu_ticks)" p0="$(pg_ticks)" m0="$(machine_ticks)" w0="$(date +%s.%N)"
     run_child "$LOADGEN" --port "$PORT" --pid "$DAEMON_PID" "${QUESTIONS[@]}" "$@" >"$WORK/$name.json" 2>"$WORK/$name.err" ||
         { cat "$WORK/$name.err" >&2; log "loadgen failed in phase $name"; exit 1; }
+    t1="$(cpu_ticks)" p1="$(pg_ticks)" m1="$(machine_ticks)" w1="$(date +%s.%N)"
     cat "$WORK/$name.err" >&2
     kill -0 "$DAEMON_PID" 2>/dev/null || { tail -50 "$WORK/daemon.log" >&2; log "journeyd died during $name"; exit 1; }
     local acked unacked unknown rows ok=true
@@ -209,10 +231,24 @@ phase() {
     else
         log "verified after $name: $rows rows = $EXPECTED acked ids"
     fi
-    t1="$(cpu_ticks)"
-    jq --argjson rows "$rows" --argjson ok "$ok" --argjson ticks "$((t1 - t0))" \
-        '. + {verify: {rows_in_answers: $rows, ok: $ok}, daemon_cpu_ticks_phase: $ticks}' \
+    # Who used the CPU during the whole phase (connect, warm-up, run, drain), in % of one core.
+    # "others" is everything on the machine that is not this benchmark: other people's builds
+    # and tests make every figure worse, so the report shows it.
+    local hz
+    hz="$(getconf CLK_TCK)"
+    jq --argjson rows "$rows" --argjson ok "$ok" --argjson hz "$hz" \
+        --argjson wall "$(awk -v a="$w0" -v b="$w1" 'BEGIN { printf "%.3f", b - a }')" \
+        --argjson d "$((t1 - t0))" --argjson p "$((p1 - p0))" \
+        --argjson mb "$(( ${m1% *} - ${m0% *} ))" --argjson mt "$(( ${m1#* } - ${m0#* } ))" \
+        --argjson load0 "$load0" \
+        '. + {verify: {rows_in_answers: $rows, ok: $ok},
+              cpu_phase: {wall_s: $wall, loadavg_before: $load0,
+                          machine_busy_pct_of_all_cores: (100 * $mb / $mt),
+                          daemon_pct: (100 * $d / $hz / $wall), postgres_pct: (100 * $p / $hz / $wall),
+                          loadgen_pct: (100 * .loadgen_cpu_s_total / $wall),
+                          others_pct: ((100 * ($mb - $d - $p) / $hz / $wall) - (100 * .loadgen_cpu_s_total / $wall))}}' \
         "$WORK/$name.json" >"$WORK/$name.v.json"
+    jq -r '"  cpu during \(.cpu_phase.wall_s)s (% of one core): journeyd \(.cpu_phase.daemon_pct|floor), postgres \(.cpu_phase.postgres_pct|floor), loadgen \(.cpu_phase.loadgen_pct|floor), others \(.cpu_phase.others_pct|floor); load average before \(.cpu_phase.loadavg_before)"' "$WORK/$name.v.json" >&2
 }
 
 PERF_PID=""
@@ -264,7 +300,7 @@ jq -n \
     --argjson cores "$(nproc)" \
     --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
     --argjson mem_kb "$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)" \
-    --arg kernel "$(uname -r)" \
+    --arg kernel "$(uname -r)" --arg load_start "$LOAD_START" \
     --arg os "$(. /etc/os-release && echo "$PRETTY_NAME")" \
     --arg pg "$(psql -X -At -d postgres -c 'SHOW server_version')" \
     --arg pg_settings "$PG_SETTINGS" \
@@ -284,7 +320,8 @@ jq -n \
     --argjson final_rows "$FINAL_ROWS" --argjson dupes "$DUPES" \
     --argjson verify_ok "$VERIFY_OK" --argjson daemon_rc "$DAEMON_RC" --argjson warnings "$WARNINGS" \
     '{date: $date, commit: $commit, tree_dirty: $dirty, command: $command, quick: ($quick == 1),
-      machine: {cores: $cores, cpu: $cpu, mem_kb: $mem_kb, kernel: $kernel, os: $os},
+      machine: {cores: $cores, cpu: $cpu, mem_kb: $mem_kb, kernel: $kernel, os: $os,
+                load_average_at_start: $load_start},
       postgres: {version: $pg, settings: $pg_settings}, daemon_args: $daemon_args,
       copy: $copy[0], copy_nofk: $copy_nofk[0], naive8: $naive8[0], naive64: $naive64[0],
       throughput: $throughput[0], latency: $latency[0], idle: $idle[0],
