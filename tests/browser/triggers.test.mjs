@@ -73,6 +73,14 @@ h.test('single-page app: pushState to a matching URL shows the survey, leaving c
     return rows.length >= 4 && rows;
   }, { what: '4 pageviews', timeoutMs: 10000 });
   assert.deepEqual(urls, ['/demo/index.html', '/demo/product.html?view=spa', '/demo/index.html?view=home', '/demo/product.html?view=spa']);
+
+  // replaceState away closes it; a hash route that matches brings it back.
+  await page.evaluate(() => history.replaceState({}, '', '/demo/index.html'));
+  await dlg.waitFor({ state: 'detached', timeout: 3000 });
+  await page.evaluate(() => {
+    location.hash = '#/product/42';
+  });
+  await dlg.waitFor({ timeout: 6000 });
   await page.context().close();
 });
 

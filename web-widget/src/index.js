@@ -112,7 +112,10 @@ function init() {
       if (v.subject) S.subject = String(v.subject)
       Object.assign(S.attrs, v.attributes)
       evaluate()
-    } else if (c === 'stage' || c === 'touchpoint') S[c] = x || undefined
+    } else if (c === 'stage' || c === 'touchpoint') {
+      S[c] = x || undefined
+      evaluate()
+    }
     else if (c === 'language') S.lang = x
     else if (c === 'track') {
       touch('event', String(x))
@@ -223,6 +226,7 @@ function init() {
     cookieless = cfg.consent_mode === 'cookieless'
     if (cookieless) {
       local.del('journey.rid')
+      local.del('journey.consent')
       brid = m.respondent || rid
     } else {
       if (collect) local.set('journey.rid', rid)
