@@ -71,7 +71,7 @@ export function mount(sv, disp, ctx) {
     ctx.done('dismissed')
     close()
   }
-  const head = h('div', { class: 'hd' }, h('h2', { id: 't' }, sv.title || ''))
+  const head = h('div', { class: 'hd' }, h('h2', { id: 't', dir: 'auto' }, sv.title || ''))
   if (!inline) head.append(h('button', { class: 'x', type: 'button', 'aria-label': L.close, onclick: dismiss }, '×'))
   const body = h('div')
   const prog = h('span')
@@ -136,7 +136,7 @@ export function mount(sv, disp, ctx) {
   function checks(items, other) {
     const g = h('div', { role: 'group', class: 'ls', 'aria-labelledby': 'pr' })
     items.forEach((o, i) =>
-      g.append(h('label', { class: 'o c' }, h('input', { type: 'checkbox', value: i }), h('span', {}, o.label)))
+      g.append(h('label', { class: 'o c' }, h('input', { type: 'checkbox', value: i }), h('span', { dir: 'auto' }, o.label)))
     )
     let ot
     if (other) {
@@ -160,7 +160,7 @@ export function mount(sv, disp, ctx) {
     cur = q
     err()
     const opts = (q.options || []).map((o) => (o && typeof o === 'object' ? { value: o.value, label: o.label || String(o.value) } : { value: o, label: String(o) }))
-    let pr = h('span', { class: 'pr', id: 'pr' }, q.prompt || '')
+    let pr = h('span', { class: 'pr', id: 'pr', dir: 'auto' }, q.prompt || '')
     let ctl
     switch (q.kind) {
       case 'emotion':
@@ -176,7 +176,7 @@ export function mount(sv, disp, ctx) {
         ctl = scale([[L.yes], [L.no]], 'sc', (i) => i === 0)
         break
       case 'single_choice':
-        ctl = scale(opts.map((o) => [o.label]), 'ls', (i) => opts[i].value)
+        ctl = scale(opts.map((o) => [h('bdi', {}, o.label)]), 'ls', (i) => opts[i].value)
         break
       case 'multi_choice':
         ctl = checks(opts)
@@ -186,9 +186,9 @@ export function mount(sv, disp, ctx) {
         break
       default: {
         // text (thoughts), action and any kind this version does not know: free text
-        const ta = h('textarea', { id: 'f', maxlength: 4000, 'aria-required': q.required ? 'true' : null })
+        const ta = h('textarea', { id: 'f', dir: 'auto', maxlength: 4000, 'aria-required': q.required ? 'true' : null })
         pr = null
-        ctl = [h('label', { class: 'pr', for: 'f' }, q.prompt || ''), ta]
+        ctl = [h('label', { class: 'pr', for: 'f', dir: 'auto' }, q.prompt || ''), ta]
         get = () => {
           const v = ta.value.trim()
           return v && [v]
