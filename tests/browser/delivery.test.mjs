@@ -63,6 +63,25 @@ h.test('answers given while the WebSocket is cut are delivered once after it com
   await page.context().close();
 });
 
+h.test('reconnects back off exponentially: a 12 s outage costs a handful of attempts, not a flood', async () => {
+  const p = await start();
+  const page = await env.page();
+  await page.goto(`${p.url}/demo/index.html`);
+  await waitFor(() => page.frames_.received.find((f) => f.type === 'welcome'), { what: 'welcome' });
+  const at = [];
+  page.on('websocket', () => at.push(Date.now()));
+  p.cut();
+  const t0 = Date.now();
+  await sleep(12000);
+  p.restore();
+  // Delays are uniform in [0, min(30 s, 0.5 s * 2^n)]: about 6 attempts in 12 s on average.
+  assert.ok(at.length >= 2 && at.length <= 12, `${at.length} attempts in 12 s`);
+  const late = at.filter((t) => t - t0 > 6000).length;
+  assert.ok(late <= 4, `${late} attempts in the second half of the outage`);
+  await waitFor(() => page.frames_.received.filter((f) => f.type === 'welcome').length === 2, { timeoutMs: 40000, what: 'welcome after the outage' });
+  await page.context().close();
+});
+
 h.test('an answer whose ack is lost is resent with the same id and stored once', async () => {
   const p = await start();
   const page = await env.page();
