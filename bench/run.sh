@@ -18,6 +18,9 @@
 # --quick shortens every phase (a smoke run, ~2 minutes); --profile also records the daemon with
 # perf during the throughput phase (bench/results/perf-daemon.txt).
 set -euo pipefail
+# The whole script is one compound command, so bash reads all of it before running any: editing
+# (or pulling) this file during a run cannot derail the run.
+{
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -130,7 +133,7 @@ else
     "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -w -t 60 -m fast restart >/dev/null
 fi
 for _ in $(seq 1 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" && break; sleep 0.1; done
-PG_SETTINGS="$(psql -X -At -d postgres -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','shared_buffers','max_wal_size','wal_level')")"
+PG_SETTINGS="$(psql -X -At -d postgres -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','shared_buffers','max_wal_size','wal_level')")"
 log "postgres: $PG_SETTINGS"
 
 URL_BASE="postgresql://postgres@127.0.0.1:$PGPORT"
@@ -334,3 +337,5 @@ python3 "$ROOT/bench/report.py" "$RESULTS/latest.json" "$RESULTS/latest.md"
 cat "$RESULTS/latest.md"
 log "wrote bench/results/latest.json and bench/results/latest.md"
 [ "$VERIFY_OK" = 1 ] || { log "correctness check FAILED (see above)"; exit 1; }
+exit 0
+}
