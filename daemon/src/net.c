@@ -234,8 +234,11 @@ static void conn_close(jd_conn *c, int code, const char *reason)
     c->close_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
     conn_set_state(c, JD_CONN_CLOSING);
-    if (c->wsi)
+    if (c->wsi) {
         lws_callback_on_writable(c->wsi);
+        /* A peer that never reads (or never answers the close) cannot hold the socket open. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, 5);
+    }
 }
 
 static void conn_send(jd_conn *c, const char *type, const char *data, size_t len)
@@ -779,9 +782,13 @@ static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *p
             jd_buf_puts(&b, "{\"status\":\"unavailable\",\"database\":\"down\",\"reason\":");
             jd_buf_json_string(&b, reason, strlen(reason));
             jd_buf_puts(&b, "}");
+        } else if (!net->catalog) {
+            /* Connected, but sites and surveys are not loaded yet: upgrades would get 503. */
+            status = 503;
+            jd_buf_puts(&b, "{\"status\":\"starting\",\"database\":\"up\",\"reason\":"
+                            "\"loading sites and surveys\"}");
         } else {
-            jd_buf_printf(&b, "{\"status\":\"ok\",\"database\":\"up\",\"catalog\":%s}",
-                          net->catalog ? "true" : "false");
+            jd_buf_puts(&b, "{\"status\":\"ok\",\"database\":\"up\",\"catalog\":true}");
         }
         snprintf(body, sizeof(body), "%s", jd_buf_ok(&b) ? b.data : "{}");
         jd_buf_free(&b);
@@ -995,9 +1002,12 @@ static void net_set_state(jd_net *net, jd_net_state state)
     if (net->state == state)
         return;
     net->state = state;
+    bool abort = state == JD_NET_CLOSING && atomic_load(&net->abort_requested);
     for (size_t i = 0; i < net->table_size; i++)
         for (jd_conn *c = net->table[i]; c; c = c->table_next) {
-            if (state == JD_NET_CLOSING)
+            if (abort)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            else if (state == JD_NET_CLOSING)
                 conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "shutting_down");
             else
                 conn_update_flow(net, c);
@@ -1103,8 +1113,13 @@ static void on_cancelled(jd_net *net)
     if (atomic_load(&net->drain_requested))
         begin_drain(net);
     drain_push(net);
-    if (atomic_load(&net->abort_requested))
+    if (atomic_load(&net->abort_requested) && net->state != JD_NET_DONE) {
+        /* Drain timed out: drop every socket now (state may already be CLOSING). */
+        for (size_t i = 0; i < net->table_size; i++)
+            for (jd_conn *c = net->table[i]; c; c = c->table_next)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         net_set_state(net, JD_NET_CLOSING);
+    }
 }
 
 /* --- the lws callback ----------------------------------------------------------------------- */

@@ -837,6 +837,8 @@ export async function psql(url, args, { input } = {}) {
     p.stderr.on('data', (c) => (err += c));
     p.on('error', reject);
     p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`psql ${args.join(' ')} exited ${code}: ${err}`))));
+    // A process that exits before reading its stdin must not crash the test with EPIPE.
+    p.stdin.on('error', () => {});
     p.stdin.end(input ?? '');
   });
 }
@@ -858,6 +860,8 @@ export function runJourneyd(args, { env = {}, timeoutMs = 60000, input } = {}) {
       clearTimeout(timer);
       resolve({ code, signal, stdout: out, stderr: err });
     });
+    // A process that exits before reading its stdin must not crash the test with EPIPE.
+    p.stdin.on('error', () => {});
     p.stdin.end(input ?? '');
   });
 }
