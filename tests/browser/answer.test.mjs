@@ -1,7 +1,7 @@
 // Answering the demo surveys with the mouse and with the keyboard only: every answer becomes one
 // row in PostgreSQL with the persona from identify and the question's stage and touchpoint.
 import assert from 'node:assert/strict';
-import { setup, survey, rid, answersOf, outbox, waitFor, journeyErrors, cspViolations } from './lib.mjs';
+import { setup, survey, rid, answersOf, outbox, waitFor, journeyErrors, cspViolations, assertFramesValid } from './lib.mjs';
 
 const env = setup(import.meta.url);
 const { h } = env;
@@ -65,6 +65,7 @@ h.test('mouse: product popover, three questions, rows carry persona, stage and t
   await page.getByRole('dialog').waitFor({ state: 'detached', timeout: 6000 });
   assert.deepEqual(journeyErrors(page), []);
   assert.deepEqual(cspViolations(page), []);
+  assertFramesValid(page);
   await page.context().close();
 });
 
@@ -143,6 +144,7 @@ h.test('keyboard only: Tab in, arrow keys in the radio groups, Enter to go on', 
     assert.equal(Number(r.stage_id), cat.stages.consideration);
     assert.equal(Number(r.touchpoint_id), cat.touchpoints.website);
   }
+  assertFramesValid(page);
   await page.context().close();
 });
 
@@ -183,5 +185,6 @@ h.test('checkout modal: obstacle picker with Other, goal and NPS; Escape is not 
   assert.equal(Number(by.feel.stage_id), cat.stages.purchase);
   assert.equal(Number(by.recommend.stage_id), cat.stages.advocacy);
   for (const r of a) assert.equal(Number(r.persona_id), cat.personas['budget-parent']);
+  assertFramesValid(page);
   await page.context().close();
 });

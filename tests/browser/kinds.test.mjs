@@ -3,7 +3,7 @@
 // event triggers from journey('track'), scroll_pct, percent, the top-left corner.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { setup, survey, rid, answersOf, waitFor, sleep } from './lib.mjs';
+import { setup, survey, rid, answersOf, waitFor, sleep, assertFramesValid } from './lib.mjs';
 
 const env = setup(import.meta.url);
 const { h } = env;
@@ -79,6 +79,7 @@ h.test('event trigger, csat, show_if (in) choosing the high branch, multi_choice
   assert.ok(!by['why-low']);
   const ev = (await h.pg.query("SELECT name FROM touch_events WHERE respondent_id = $1 AND kind = 'event' ORDER BY id", [r])).rows.map((x) => x.name);
   assert.deepEqual(ev, ['other_event', 'compare_clicked']);
+  assertFramesValid(page);
   await page.context().close();
 });
 
@@ -106,6 +107,7 @@ h.test('show_if low branch: the follow-up text shows, the extras do not; skipped
   await sleep(1000);
   assert.deepEqual((await answersOf(h, r)).map((x) => x.key), ['rating', 'why-low']);
   assert.equal(rows[1].thought, 'Delivery date unclear');
+  assertFramesValid(page);
   await page.context().close();
 });
 
@@ -120,6 +122,7 @@ h.test('scroll_pct: shows once the visitor has scrolled 60 % of the page', async
   assert.equal(await page.getByRole('dialog').count(), 0, 'not at a quarter of the page');
   await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
   await survey(page, 'Found what you need?').waitFor({ timeout: 3000 });
+  assertFramesValid(page);
   await page.context().close();
 });
 

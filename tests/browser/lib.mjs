@@ -8,7 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { Harness, ROOT, SITE_KEY, waitFor, sleep } from '../lib/harness.mjs';
+import assert from 'node:assert/strict';
+import { Harness, ROOT, SITE_KEY, waitFor, sleep, validateFrame } from '../lib/harness.mjs';
 
 export { SITE_KEY, waitFor, sleep, ROOT };
 
@@ -155,4 +156,17 @@ export async function tcpProxy() {
 // The open survey (popover or modal) as a locator.
 export function survey(page, title) {
   return page.getByRole('dialog', { name: title });
+}
+
+// Every frame the widget sent and received on this page matches its schema in proto/schema/.
+export function assertFramesValid(page) {
+  const bad = [];
+  for (const [dir, list] of [['sent', page.frames_.sent], ['received', page.frames_.received]])
+    for (const f of list) {
+      const { at, ...frame } = f;
+      const r = validateFrame(frame);
+      if (!r.valid) bad.push(`${dir} ${JSON.stringify(frame).slice(0, 300)}: ${r.errors.join('; ')}`);
+    }
+  assert.deepEqual(bad, []);
+  assert.ok(page.frames_.sent.length > 0);
 }

@@ -1,7 +1,7 @@
 // Consent modes of the site: opt-in (nothing collected before consent, answers refused with a
 // message the visitor can act on) and cookieless (no persistent id, nothing in localStorage).
 import assert from 'node:assert/strict';
-import { setup, survey, answersOf, waitFor, sleep, SITE_KEY } from './lib.mjs';
+import { setup, survey, answersOf, waitFor, sleep, SITE_KEY, assertFramesValid } from './lib.mjs';
 
 const env = setup(import.meta.url);
 const { h } = env;
@@ -57,6 +57,7 @@ h.test('opt-in: no touch and no stored id before consent; answers refused in pla
   }, { what: 'the answer after consent' });
   assert.deepEqual(rows[0].choice, ['browse']);
   assert.equal((await h.pg.query('SELECT count(*)::int AS n FROM answers')).rows[0].n, 1, 'the refused answer was not stored');
+  assertFramesValid(page);
   await page.context().close();
 });
 
@@ -93,5 +94,6 @@ h.test('cookieless: no respondent id and nothing in localStorage; the outbox liv
   const k = await storageKeys(page);
   assert.deepEqual(k.local.filter((x) => x.startsWith('journey.')), [], 'nothing of ours in localStorage');
   assert.ok(k.session.some((x) => x.startsWith('journey.cd.')), 'cooldown kept for the tab only');
+  assertFramesValid(page);
   await page.context().close();
 });
