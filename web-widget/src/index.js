@@ -289,6 +289,9 @@ function init() {
   }
 
   function enqueue(f) {
+    // A bounded outbox: past 500 waiting frames (a long outage), page views and events are
+    // dropped; answers never are.
+    if (f.type === 'touch' && entries().length >= 500) return
     f.id = uuid()
     const now = Date.now()
     store().set(OP + f.id, JSON.stringify({ f, t: now, s: now, c: tab }))
