@@ -63,3 +63,18 @@ h.test('a second copy of the script does not start a second widget', async () =>
   assert.equal(page.sockets, 1);
   await page.context().close();
 });
+
+h.test('an unknown persona slug in identify is reported and dropped; the widget still works', async () => {
+  const d = await env.daemon();
+  const page = await env.page();
+  await page.goto(`${d.url}/demo/product.html?persona=no-such-persona`);
+  await page.getByRole('dialog', { name: 'How is your visit going?' }).waitFor({ timeout: 10000 });
+  const hellos = page.frames_.sent.filter((f) => f.type === 'hello');
+  assert.equal(hellos.length, 2);
+  assert.equal(hellos[0].persona, 'no-such-persona');
+  assert.equal(hellos[1].persona, undefined);
+  assert.equal(hellos[1].stage, 'consideration', 'the other hints stay');
+  assert.ok(page.logs.some((l) => l.type === 'error' && /^journeyd: unknown_persona/.test(l.text)));
+  assertFramesValid(page);
+  await page.context().close();
+});

@@ -42,6 +42,7 @@ function init() {
   const later = [] // show commands for surveys not received yet
   let local, sess, tab, rid, brid, cfg, collect, cookieless, welcomed, ws, timer, ftimer, overlay, pv, url, sp
   let attempt = 0
+  let hid // id of the last hello
   let fails = 0
   let opened = false
   let stopped = false
@@ -170,7 +171,7 @@ function init() {
     s.send(
       JSON.stringify({
         type: 'hello',
-        id: uuid(),
+        id: (hid = uuid()),
         v: 1,
         site,
         respondent: rid,
@@ -254,9 +255,11 @@ function init() {
     console.error('journeyd: ' + c + (m.message ? ': ' + m.message : ''))
     if (c === 'consent_required' && ui) ui.err(L.consent)
     if (c === 'unsupported_version' || c === 'unknown_site') stopped = true
-    if (c === 'bad_identity' && ws) {
-      // No welcome for a bad token: carry on anonymously.
-      S.identity = undefined
+    // A refused hello gets no welcome: drop the hint at fault (an unknown persona slug, a bad
+    // identity token) and say hello again rather than stay silent.
+    const f = m.field || { unknown_persona: 'persona', unknown_stage: 'stage', unknown_touchpoint: 'touchpoint', bad_identity: 'identity' }[c]
+    if (m.id && m.id === hid && ws && S[f] !== undefined) {
+      S[f] = undefined
       hello(ws)
     }
     if (m.id) drop(m.id) // rejected: resending would not help
