@@ -78,3 +78,28 @@ h.test('an unknown persona slug in identify is reported and dropped; the widget 
   assertFramesValid(page);
   await page.context().close();
 });
+
+h.test('an answer refused for an unknown stage slug is resent without the hint, not lost', async () => {
+  const d = await env.daemon();
+  const page = await env.page();
+  await page.goto(`${d.url}/demo/product.html`);
+  const dlg = page.getByRole('dialog', { name: 'How is your visit going?' });
+  await dlg.waitFor({ timeout: 10000 });
+  await page.evaluate(() => window.journey('stage', 'no-such-stage'));
+  await dlg.getByText('Happy', { exact: true }).click();
+  await dlg.getByRole('button', { name: 'Next' }).click();
+  const rid = await page.evaluate(() => localStorage.getItem('journey.rid'));
+  const rows = await waitFor(async () => {
+    const r = (await h.pg.query('SELECT * FROM answers WHERE respondent_id = $1', [rid])).rows;
+    return r.length === 1 && r;
+  }, { what: 'the answer row' });
+  const frames = page.frames_.sent.filter((f) => f.type === 'answer');
+  assert.equal(frames.length, 2);
+  assert.equal(frames[0].id, frames[1].id, 'same id');
+  assert.equal(frames[0].stage, 'no-such-stage');
+  assert.equal(frames[1].stage, undefined);
+  assert.equal(rows[0].client_id, frames[0].id);
+  assert.equal(rows[0].emotion, 4);
+  assert.ok(page.logs.some((l) => l.type === 'error' && /^journeyd: unknown_stage/.test(l.text)));
+  await page.context().close();
+});

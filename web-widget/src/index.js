@@ -262,6 +262,18 @@ function init() {
       S[f] = undefined
       hello(ws)
     }
+    // An answer or touch refused for a bad hint is resent without it (same id: not stored yet).
+    if (/^(persona|stage|touchpoint)$/.test(f) && m.id) {
+      for (const [k, e, st] of entries())
+        if (e.f.id === m.id && e.f[f] !== undefined) {
+          if (S[f] === e.f[f]) S[f] = undefined
+          delete e.f[f]
+          e.s = 0
+          st.set(k, JSON.stringify(e))
+          sent.delete(m.id)
+          return setTimeout(flush, 100)
+        }
+    }
     if (m.id) drop(m.id) // rejected: resending would not help
   }
 
