@@ -53,7 +53,6 @@ typedef struct command {
     const char *synopsis;
     const char *help;
     size_t min_pos, max_pos;
-    bool needs_db;
     int (*run)(ctl *c, const struct command *cmd, char **pos, size_t npos);
     opt opts[8];
 } command;
@@ -63,6 +62,7 @@ struct ctl {
     PGconn *conn;
     char actor[160];
     command *cmd;
+    bool usage_failed; /* the database URL was missing: exit USAGE */
 };
 
 static const char *const FINDING_COLUMNS[] = {"persona", "stage",       "touchpoint", "action",
@@ -241,19 +241,26 @@ static char *json_short(const json_t *v)
 /* ------------------------------------------------------------------------------------------- */
 /* Database */
 
+/* Connects on first use, so that commands check their arguments before needing a database. */
 static int db_connect(ctl *c) WUR;
 static int db_connect(ctl *c)
 {
+    if (c->conn)
+        return 0;
     const char *url = c->db_url ? c->db_url : getenv("JOURNEYD_DATABASE_URL");
-    if (!url || !*url)
+    if (!url || !*url) {
+        c->usage_failed = true;
         return usage_error(NULL, "no database: give --database-url URL or set "
                                  "JOURNEYD_DATABASE_URL");
+    }
     const char *keys[] = {"dbname", "fallback_application_name", "client_encoding", NULL};
     const char *vals[] = {url, "journeyctl", "UTF8", NULL};
     c->conn = PQconnectdbParams(keys, vals, 1);
     if (!c->conn || PQstatus(c->conn) != CONNECTION_OK) {
         errorf("cannot connect to the database: %s",
                c->conn ? PQerrorMessage(c->conn) : "out of memory");
+        PQfinish(c->conn);
+        c->conn = NULL;
         return 1;
     }
     return 0;
@@ -266,6 +273,8 @@ static PGresult *db_exec(ctl *c, const char *what, const char *sql, int n,
 static PGresult *db_exec(ctl *c, const char *what, const char *sql, int n,
                          const char *const *params)
 {
+    if (db_connect(c) != 0)
+        return NULL;
     PGresult *res = PQexecParams(c->conn, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
@@ -753,16 +762,16 @@ static int load_json(import *im, const char *data, size_t len)
         }
         json_object_foreach(row, key, val) {
             if (finding_column(key, strlen(key)) < 0 || strchr(key, ' ')) {
-                bad = "unknown field";
+                bad = "is not a findings column";
                 break;
             }
             if (json_is_object(val) || json_is_array(val)) {
-                bad = "not a string, number, boolean or null:";
+                bad = "must be a string, number, boolean or null";
                 break;
             }
         }
         if (bad) {
-            if (!add_reject(im, lines[i], "%s \"%s\"", bad, key))
+            if (!add_reject(im, lines[i], "field \"%s\" %s", key, bad))
                 goto oom;
             continue;
         }
@@ -982,12 +991,21 @@ static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
     if (db_json(c, "erase", "SELECT jd_erase($1::bigint, $2::uuid, $3::text)::text", 3, p,
                 &res) != 0)
         goto fail;
+    /* The counts in a fixed order, then any others jd_erase may add. */
+    static const char *const order[] = {"respondents", "answers", "touch_events", "sessions"};
     const char *key;
     json_t *val;
     printf("erased");
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (json_is_integer(json_object_get(res, order[i])))
+            printf(" %s=%lld", order[i], (long long)json_integer_value(json_object_get(res, order[i])));
     json_object_foreach(res, key, val) {
-        char *s = json_short(val);
-        printf(" %s=%s", key, s ? s : "?");
+        bool shown = false;
+        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+            shown |= strcmp(key, order[i]) == 0 && json_is_integer(val);
+        char *s = shown ? NULL : json_short(val);
+        if (!shown)
+            printf(" %s=%s", key, s ? s : "?");
         free(s);
     }
     printf("\n");
@@ -1316,22 +1334,22 @@ static command COMMANDS[] = {
     {"site", "create", "--name NAME --origin ORIGIN [--origin ORIGIN ...] [--consent-mode MODE]",
      "Creates a site and prints its id and its key (the widget's data-site). MODE is\n"
      "none-required (default), opt-in or cookieless.",
-     0, 0, true, cmd_site_create,
+     0, 0, cmd_site_create,
      {O_ARG("name", 0), O_MULTI("origin"), O_ARG("consent-mode", 0)}},
     {"token", "create", "--name NAME --scope read|admin [--site KEY] [--expires-days DAYS]",
      "Creates an admin API bearer token and prints its id and the raw token, once: only a hash\n"
      "is stored. --site limits it to one site; without --expires-days it does not expire.",
-     0, 0, true, cmd_token_create,
+     0, 0, cmd_token_create,
      {O_ARG("name", 0), O_ARG("scope", 0), O_ARG("site", 0), O_ARG("expires-days", 0)}},
-    {"token", "revoke", "ID", "Revokes the token with that id.", 1, 1, true, cmd_token_revoke, {{0}}},
+    {"token", "revoke", "ID", "Revokes the token with that id.", 1, 1, cmd_token_revoke, {{0}}},
     {"map", "apply", "FILE.json",
      "Creates or updates a whole journey map from a JSON document (map as code) and prints what\n"
      "changed. Applying the same file twice changes nothing the second time.",
-     1, 1, true, cmd_map_apply, {{0}}},
+     1, 1, cmd_map_apply, {{0}}},
     {"map", "dump", "--map ID [-o FILE]",
      "Prints the map document of a map as pretty JSON (to FILE with -o). Applying the dump\n"
      "with 'map apply' changes nothing.",
-     0, 0, true, cmd_map_dump, {O_ARG("map", 0), O_ARG("output", 'o')}},
+     0, 0, cmd_map_dump, {O_ARG("map", 0), O_ARG("output", 'o')}},
     {"import", NULL, "--map ID FILE.csv|FILE.json [--atomic] [--chunk-size N]",
      "Imports coded interview findings as answers with source 'interview'. CSV: a header row\n"
      "naming some of the columns persona, stage, touchpoint, action, thought, emotion, obstacle,\n"
@@ -1340,27 +1358,26 @@ static command COMMANDS[] = {
      "its own; with --atomic all rows are stored or none. Prints 'accepted N, rejected M' and a\n"
      "line 'line L: reason' per rejected row (L is the file's line where the row starts). Exits\n"
      "1 when any row was rejected.",
-     1, 1, true, cmd_import, {O_ARG("map", 0), O_FLAG("atomic", 0), O_ARG("chunk-size", 0)}},
+     1, 1, cmd_import, {O_ARG("map", 0), O_FLAG("atomic", 0), O_ARG("chunk-size", 0)}},
     {"erase", NULL, "--site KEY (--respondent UUID | --email EMAIL)",
      "Erases a respondent's answers, touch events and sessions (by respondent id, or every\n"
      "respondent with that email or verified subject) and prints the counts. Erasing again\n"
      "reports zeros.",
-     0, 0, true, cmd_erase, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("email", 0)}},
+     0, 0, cmd_erase, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("email", 0)}},
     {"access", NULL, "--site KEY --respondent UUID [-o FILE]",
-     "Prints everything stored about one respondent as JSON (right of access).", 0, 0, true,
-     cmd_access, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("output", 'o')}},
+     "Prints everything stored about one respondent as JSON (right of access).", 0, 0, cmd_access, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("output", 'o')}},
     {"audit", NULL, "[--limit N]", "Shows the most recent audit log entries (default 20).", 0, 0,
-     true, cmd_audit, {O_ARG("limit", 0)}},
+     cmd_audit, {O_ARG("limit", 0)}},
     {"api", NULL, "METHOD PATH [--data JSON|@FILE] [-i]",
      "Calls the admin API (jd_admin) directly with full privileges, for scripting. PATH is like\n"
      "/sites or /maps/3/personas?limit=10 (a leading /api/v1 is dropped). Prints the response\n"
      "body (-i: the status and content type first) and exits 1 when the status is 400 or more.",
-     2, 2, true, cmd_api, {O_ARG("data", 'd'), O_FLAG("include", 'i')}},
+     2, 2, cmd_api, {O_ARG("data", 'd'), O_FLAG("include", 'i')}},
     {"identity", "sign", "--secret SECRET --sub SUBJECT [--ttl SECONDS]",
      "Prints a signed identity token (JWT HS256 with sub and exp, default 3600 seconds from\n"
      "now) for a site whose identity_secret is SECRET, to test verified identities. Needs no\n"
      "database.",
-     0, 0, false, cmd_identity_sign, {O_ARG("secret", 0), O_ARG("sub", 0), O_ARG("ttl", 0)}},
+     0, 0, cmd_identity_sign, {O_ARG("secret", 0), O_ARG("sub", 0), O_ARG("ttl", 0)}},
 };
 #define N_COMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 
@@ -1447,7 +1464,7 @@ static int parse_args(ctl *c, command *cmd, int argc, char **argv, char **pos, s
         o->value = o->has_arg ? val : "1";
     }
     if (*npos < cmd->min_pos)
-        return usage_error(cmd, "missing argument (usage: %s)", cmd->synopsis);
+        return usage_error(cmd, "missing argument: %s", cmd->synopsis);
     return 0;
 }
 
@@ -1476,7 +1493,9 @@ int main(int argc, char **argv)
             printf("journeyctl %s\n", JD_VERSION);
             return 0;
         }
-        if (strcmp(a, "--database-url") == 0 && i + 1 < argc) {
+        if (strcmp(a, "--database-url") == 0) {
+            if (i + 1 >= argc)
+                return usage_error(NULL, "--database-url needs a value");
             c.db_url = argv[i + 1];
             i += 2;
         } else if (strncmp(a, "--database-url=", 15) == 0) {
@@ -1526,10 +1545,9 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
     set_actor(&c);
-    if (c.cmd->needs_db && (rc = db_connect(&c)) != 0)
-        goto done;
     rc = c.cmd->run(&c, c.cmd, pos, npos);
-done:
+    if (rc != 0 && c.usage_failed)
+        rc = USAGE;
     if (c.conn)
         PQfinish(c.conn);
     return rc;
