@@ -111,13 +111,22 @@ static int usage_error(const command *cmd, const char *fmt, ...)
     return USAGE;
 }
 
+/* Prints a database error as one line. The admin API's own errors (SQLSTATE JDnnn, see
+ * sql/002_admin_api.sql) carry a sentence, a stable code as DETAIL and the field as HINT. */
 static void report_pg(ctl *c, const char *what, const PGresult *res)
 {
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     const char *detail = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (!primary)
         primary = PQerrorMessage(c->conn);
-    if (detail)
+    if (state && strncmp(state, "JD", 2) == 0) {
+        const char *field = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+        if (field && *field)
+            errorf("%s: %s (field %s)", what, primary, field);
+        else
+            errorf("%s: %s", what, primary);
+    } else if (detail)
         errorf("%s: %s (%s)", what, primary, detail);
     else
         errorf("%s: %s", what, primary);
@@ -942,7 +951,8 @@ static int cmd_import(ctl *c, const command *cmd, char **pos, size_t npos)
         }
         progress(im.count, im.count);
     }
-    qsort(im.rejects, im.nrejects, sizeof(*im.rejects), cmp_reject);
+    if (im.nrejects > 1)
+        qsort(im.rejects, im.nrejects, sizeof(*im.rejects), cmp_reject);
     printf("accepted %lld, rejected %zu\n", accepted, im.nrejects);
     for (size_t i = 0; i < im.nrejects; i++)
         printf("line %lld: %s\n", im.rejects[i].line, im.rejects[i].reason);
@@ -1075,8 +1085,8 @@ static int api_call(ctl *c, const char *method, const char *path, const char *qu
     if (!res)
         return 1;
     if (PQntuples(res) != 1 || PQnfields(res) != 3) {
+        errorf("api: jd_admin returned %d rows of %d columns", PQntuples(res), PQnfields(res));
         PQclear(res);
-        errorf("api: jd_admin returned %d rows", PQntuples(res));
         return 1;
     }
     out->status = atoi(PQgetvalue(res, 0, 0));
@@ -1118,7 +1128,7 @@ static void json_urldecoded(jd_buf *out, const char *text, size_t len)
         char ch = text[i];
         if (ch == '+') {
             ch = ' ';
-        } else if (ch == '%' && i + 2 < len + 0 && hexval(text[i + 1]) >= 0 &&
+        } else if (ch == '%' && i + 2 < len && hexval(text[i + 1]) >= 0 &&
                    hexval(text[i + 2]) >= 0) {
             ch = (char)(hexval(text[i + 1]) * 16 + hexval(text[i + 2]));
             i += 2;
@@ -1201,6 +1211,31 @@ fail:
     return rc;
 }
 
+/* Display width of UTF-8 text: one column per character (good enough for a log table). */
+static size_t text_width(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Cuts s (on a character boundary) to at most max characters, ending in "...". */
+static void shorten(char *s, size_t max)
+{
+    if (text_width(s) <= max)
+        return;
+    size_t chars = 0, i = 0;
+    for (; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            if (chars == max - 3)
+                break;
+            chars++;
+        }
+    }
+    strcpy(s + i, "..."); /* at least 4 more characters were there */
+}
+
 /* Prints items (an array of objects) as a table with the columns of the first item. */
 static void print_table(const json_t *items)
 {
@@ -1237,9 +1272,8 @@ static void print_table(const json_t *items)
                 for (char *p = s; *p; p++)
                     if (*p == '\n' || *p == '\r' || *p == '\t')
                         *p = ' ';
-                if (strlen(s) > 60)
-                    strcpy(s + 57, "...");
-                widths[k] = strlen(s) > widths[k] ? strlen(s) : widths[k];
+                shorten(s, 60);
+                widths[k] = text_width(s) > widths[k] ? text_width(s) : widths[k];
             }
             cells[(r + 1) * ncols + k] = s;
         }
@@ -1247,7 +1281,7 @@ static void print_table(const json_t *items)
         for (size_t k = 0; k < ncols; k++) {
             const char *s = cells[r * ncols + k] ? cells[r * ncols + k] : "";
             if (k + 1 < ncols)
-                printf("%-*s  ", (int)widths[k], s);
+                printf("%s%*s  ", s, (int)(widths[k] - text_width(s)), "");
             else
                 printf("%s\n", s);
         }
