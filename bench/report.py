@@ -90,7 +90,7 @@ def main():
                f"{m['os']}, kernel {m['kernel']}; load generator, journeyd and PostgreSQL share it; "
                f"load average at start {m.get('load_average_at_start', 'n/a')}")
     out.append(f"- PostgreSQL {r['postgres']['version']}: {r['postgres']['settings']}")
-    out.append(f"- journeyd: `{r['daemon_args']}`")
+    out.append(f"- journeyd: `{r.get('journeyd', 'journeyd')} {r['daemon_args']}`")
     out.append(f"- command: `{r['command']}`\n")
     out.append("| figure | measured | target | verdict |")
     out.append("|---|---|---|---|")

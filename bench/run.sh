@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # journeyd benchmark: one command, everything on loopback, everything torn down at exit.
 #
-#   bash bench/run.sh [--quick] [--profile] [--skip-all-sending]
+#   bash bench/run.sh [--quick] [--profile] [--skip-all-sending] [--journeyd PATH]
+#                     [--daemon-arg ARG]...
 #
 # Builds journeyd (Release, in build-bench/) and the tools in bench/, starts a throwaway
 # PostgreSQL 15 (fsync on, synchronous_commit on), migrates and seeds two databases, then runs:
@@ -15,8 +16,10 @@
 #   3. after every journeyd phase: rows in answers == acked ids (no loss, no duplicates).
 # Each journeyd phase (and each yardstick) starts from an empty answers table after a CHECKPOINT.
 # Prints one table; writes bench/results/latest.json and bench/results/latest.md.
-# --quick shortens every phase (a smoke run, ~2 minutes); --profile also records the daemon with
-# perf during the throughput phase (bench/results/perf-daemon.txt).
+# --quick shortens every phase (a smoke run, ~1 minute); --profile also records the daemon with
+# perf during the throughput phase (bench/results/perf-daemon.txt). To compare a change:
+# --journeyd PATH benchmarks another journeyd binary (e.g. an experimental build) and
+# --daemon-arg ARG (repeatable) passes extra flags, e.g. --daemon-arg --pipeline-depth=4.
 set -euo pipefail
 # The whole script is one compound command, so bash reads all of it before running any: editing
 # (or pulling) this file during a run cannot derail the run.
@@ -26,21 +29,24 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 CMDLINE="bash bench/run.sh $*"
 
-QUICK=0 PROFILE=0 ALL_SENDING=1
-for a in "$@"; do
-    case "$a" in
+QUICK=0 PROFILE=0 ALL_SENDING=1 JOURNEYD="" EXTRA_DAEMON_ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
     --quick) QUICK=1 ;;
     --profile) PROFILE=1 ;;
     --skip-all-sending) ALL_SENDING=0 ;;
+    --journeyd) JOURNEYD="$(realpath "${2:?--journeyd needs a path}")"; shift ;;
+    --daemon-arg) EXTRA_DAEMON_ARGS+=("${2:?--daemon-arg needs a value}"); shift ;;
     -h | --help)
-        sed -n '2,20p' "$0"
+        sed -n '2,24p' "$0"
         exit 0
         ;;
     *)
-        echo "run.sh: unknown option $a" >&2
+        echo "run.sh: unknown option $1" >&2
         exit 2
         ;;
     esac
+    shift
 done
 
 if [ "$QUICK" = 1 ]; then
@@ -65,7 +71,7 @@ fi
 cmake --build "$BUILD" -j"$(nproc)" --target journeyd >"$BUILD/build.log" 2>&1 ||
     { tail -40 "$BUILD/build.log" >&2; exit 1; }
 make -s -C "$ROOT/bench" OUT="$TOOLS" >&2
-JOURNEYD="$BUILD/journeyd"
+if [ -z "$JOURNEYD" ]; then JOURNEYD="$BUILD/journeyd"; fi
 LOADGEN="$TOOLS/loadgen"
 BASELINE="$TOOLS/copy_baseline"
 
@@ -170,7 +176,7 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 # High rate limits and per-IP cap so the benchmark measures ingest, not the abuse limits.
 DAEMON_ARGS=(--listen "127.0.0.1:$PORT" --database-url "$URL_BASE/journeyd" --sql-dir "$ROOT/sql"
     --rate-per-sec 100000 --rate-burst 1000000 --max-conns 20000 --max-conns-per-ip 1000000
-    --log-level warn)
+    --log-level warn "${EXTRA_DAEMON_ARGS[@]}")
 log "starting journeyd on 127.0.0.1:$PORT: ${DAEMON_ARGS[*]}"
 "$JOURNEYD" "${DAEMON_ARGS[@]}" >"$WORK/daemon.log" 2>&1 &
 DAEMON_PID=$!
@@ -263,11 +269,15 @@ fi
 phase throughput --conns "$ACTIVE_N" --window "$WINDOW" --duration "$PHASE_S" --warmup "$WARM_S"
 if [ -n "$PERF_PID" ]; then
     wait "$PERF_PID" || true
-    perf report -i "$WORK/perf.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null |
-        grep -E '^ +[0-9]' | head -60 >"$RESULTS/perf-daemon.txt" || true
-    perf report -i "$WORK/perf.data" --stdio --children -g none --sort symbol 2>/dev/null |
-        grep -E '^ +[0-9]' | head -60 >"$RESULTS/perf-daemon-children.txt" || true
-    log "perf profile written to bench/results/perf-daemon*.txt"
+    {
+        echo "# perf record -F 499 -g -p JOURNEYD_PID during the throughput phase ($ACTIVE_N connections)"
+        echo "# by shared object (self time):"
+        perf report -i "$WORK/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | grep -E '^ +[0-9]'
+        echo "# by symbol (self time; hex addresses are static functions of stripped libraries):"
+        perf report -i "$WORK/perf.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null |
+            grep -E '^ +[0-9]' | head -50
+    } >"$RESULTS/perf-daemon.txt" || true
+    log "perf profile written to bench/results/perf-daemon.txt"
 fi
 phase latency --conns "$ACTIVE_N" --window 1024 --rate "$LAT_RATE" --duration "$PHASE_S" --warmup "$WARM_S"
 phase idle --idle "$IDLE_N" --conns "$ACTIVE_N" --window "$WINDOW" --duration "$PHASE_S" --warmup "$WARM_S" --connect-timeout 120
@@ -307,7 +317,7 @@ jq -n \
     --arg os "$(. /etc/os-release && echo "$PRETTY_NAME")" \
     --arg pg "$(psql -X -At -d postgres -c 'SHOW server_version')" \
     --arg pg_settings "$PG_SETTINGS" \
-    --arg daemon_args "${DAEMON_ARGS[*]}" \
+    --arg daemon_args "${DAEMON_ARGS[*]}" --arg journeyd "$JOURNEYD" \
     --argjson quick "$QUICK" \
     --slurpfile copy "$WORK/copy.json" \
     --slurpfile copy_nofk "$WORK/copy_nofk.json" \
@@ -325,7 +335,7 @@ jq -n \
     '{date: $date, commit: $commit, tree_dirty: $dirty, command: $command, quick: ($quick == 1),
       machine: {cores: $cores, cpu: $cpu, mem_kb: $mem_kb, kernel: $kernel, os: $os,
                 load_average_at_start: $load_start},
-      postgres: {version: $pg, settings: $pg_settings}, daemon_args: $daemon_args,
+      postgres: {version: $pg, settings: $pg_settings}, journeyd: $journeyd, daemon_args: $daemon_args,
       copy: $copy[0], copy_nofk: $copy_nofk[0], naive8: $naive8[0], naive64: $naive64[0],
       throughput: $throughput[0], latency: $latency[0], idle: $idle[0],
       all_sending: ($all_sending[0] // null),
