@@ -97,3 +97,980 @@ CREATE INDEX touchpoint_stages_stage ON touchpoint_stages (stage_id);
 CREATE INDEX questions_stage ON questions (stage_id);
 CREATE INDEX questions_touchpoint ON questions (touchpoint_id);
 CREATE INDEX answers_question_id ON answers (question_id);
+
+-- ===========================================================================================
+-- 2. Plumbing
+-- ===========================================================================================
+
+-- Who is calling: the actor written to audit_log, the token's scope and site (NULL = all sites).
+CREATE TYPE jd_api_ctx AS (actor text, scope text, site_id bigint, token_id bigint);
+-- What a route handler returns; jd_api/jd_admin serialise body (NULL = no body).
+CREATE TYPE jd_api_resp AS (status int, body jsonb);
+
+-- Raises an API error: SQLSTATE JD<status>, MESSAGE, DETAIL = stable code, HINT = field.
+CREATE FUNCTION jd__fail(p_status int, p_code text, p_message text, p_field text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'JD' || p_status::text, MESSAGE = p_message,
+                          DETAIL = p_code, HINT = coalesce(p_field, '');
+END $$;
+
+CREATE FUNCTION jd__error(p_status int, p_code text, p_message text, p_field text DEFAULT NULL)
+RETURNS jd_api_resp LANGUAGE sql IMMUTABLE AS $$
+    SELECT ROW(p_status, jsonb_build_object('error', jsonb_build_object(
+        'code', p_code, 'message', p_message, 'field', nullif(p_field, ''))))::jd_api_resp
+$$;
+
+CREATE FUNCTION jd__ok(p_body jsonb, p_status int DEFAULT 200)
+RETURNS jd_api_resp LANGUAGE sql IMMUTABLE AS $$ SELECT ROW(p_status, p_body)::jd_api_resp $$;
+
+-- Request body as a JSON object (400 when missing, not JSON or not an object).
+CREATE FUNCTION jd__body_object(p_body text, p_required boolean DEFAULT true)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    j jsonb;
+BEGIN
+    IF p_body IS NULL OR btrim(p_body) = '' THEN
+        IF p_required THEN
+            PERFORM jd__fail(400, 'missing_body', 'a JSON object body is required');
+        END IF;
+        RETURN '{}';
+    END IF;
+    BEGIN
+        j := p_body::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM jd__fail(400, 'bad_json', 'the body is not valid JSON: ' || SQLERRM);
+    END;
+    IF jsonb_typeof(j) <> 'object' THEN
+        PERFORM jd__fail(400, 'bad_body', 'the body must be a JSON object');
+    END IF;
+    RETURN j;
+END $$;
+
+CREATE FUNCTION jd__body_json(p_body text)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_body IS NULL OR btrim(p_body) = '' THEN
+        PERFORM jd__fail(400, 'missing_body', 'a JSON body is required');
+    END IF;
+    RETURN p_body::jsonb;
+EXCEPTION WHEN invalid_text_representation THEN
+    PERFORM jd__fail(400, 'bad_json', 'the body is not valid JSON: ' || SQLERRM);
+    RETURN NULL;
+END $$;
+
+-- Fields that clients may send back from a GET but cannot change: silently ignored.
+CREATE FUNCTION jd__readonly_fields() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['id', 'created_at', 'updated_at', 'retired_at', 'version', 'map_id', 'survey_id',
+                 'stage_id_of', 'identity_secret_set', 'last_used_at', 'active', 'previous_id']
+$$;
+
+-- Checks a body against a field spec {"field": "type"} and returns it without read-only fields.
+-- Types: text, int, bool, object, array, textarray, number, ref (int or text), any; a trailing
+-- '?' allows null. Unknown fields and wrong types are 400 with the field named.
+CREATE FUNCTION jd__check(p_body jsonb, p_spec jsonb, p_prefix text DEFAULT '')
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    k text;
+    v jsonb;
+    t text;
+    nullable boolean;
+    vt text;
+    ok boolean;
+    out jsonb := '{}';
+BEGIN
+    FOR k, v IN SELECT * FROM jsonb_each(p_body) LOOP
+        t := p_spec ->> k;
+        IF t IS NULL THEN
+            IF k = ANY (jd__readonly_fields()) THEN
+                CONTINUE;
+            END IF;
+            PERFORM jd__fail(400, 'unknown_field', format('unknown field "%s"', k), p_prefix || k);
+        END IF;
+        nullable := right(t, 1) = '?';
+        t := rtrim(t, '?');
+        vt := jsonb_typeof(v);
+        IF vt = 'null' THEN
+            ok := nullable OR t = 'any';
+        ELSE
+            ok := CASE t
+                WHEN 'text' THEN vt = 'string'
+                WHEN 'int' THEN vt = 'number' AND (v::text)::numeric = trunc((v::text)::numeric)
+                                AND (v::text)::numeric BETWEEN -2147483648 AND 2147483647
+                WHEN 'number' THEN vt = 'number'
+                WHEN 'bool' THEN vt = 'boolean'
+                WHEN 'object' THEN vt = 'object'
+                WHEN 'array' THEN vt = 'array'
+                WHEN 'textarray' THEN vt = 'array' AND NOT EXISTS (
+                        SELECT 1 FROM jsonb_array_elements(v) e WHERE jsonb_typeof(e) <> 'string')
+                WHEN 'ref' THEN vt = 'string'
+                             OR (vt = 'number' AND (v::text)::numeric = trunc((v::text)::numeric)
+                                 AND (v::text)::numeric BETWEEN 1 AND 9223372036854775807)
+                ELSE true END;
+        END IF;
+        IF NOT ok THEN
+            PERFORM jd__fail(400, 'invalid_type',
+                format('field "%s" must be %s%s', k,
+                       CASE t WHEN 'text' THEN 'a string' WHEN 'int' THEN 'an integer'
+                              WHEN 'number' THEN 'a number' WHEN 'bool' THEN 'a boolean'
+                              WHEN 'object' THEN 'an object' WHEN 'array' THEN 'an array'
+                              WHEN 'textarray' THEN 'an array of strings'
+                              WHEN 'ref' THEN 'an id or a slug' ELSE t END,
+                       CASE WHEN nullable THEN ' or null' ELSE '' END),
+                p_prefix || k);
+        END IF;
+        out := out || jsonb_build_object(k, v);
+    END LOOP;
+    RETURN out;
+END $$;
+
+-- A JSON string value that must not be empty (400 missing/invalid otherwise).
+CREATE FUNCTION jd__need(p_obj jsonb, p_key text, p_prefix text DEFAULT '')
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF NOT (p_obj ? p_key) OR jsonb_typeof(p_obj -> p_key) = 'null' THEN
+        PERFORM jd__fail(400, 'missing_field', format('field "%s" is required', p_key), p_prefix || p_key);
+    END IF;
+    RETURN p_obj ->> p_key;
+END $$;
+
+-- Pagination from ?limit=&offset= (default 50, at most 1000).
+CREATE FUNCTION jd__page(p_query jsonb, OUT lim int, OUT off int)
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    l text := p_query ->> 'limit';
+    o text := p_query ->> 'offset';
+BEGIN
+    IF l IS NULL OR l = '' THEN
+        lim := 50;
+    ELSIF l ~ '^[0-9]{1,6}$' AND l::int BETWEEN 1 AND 1000 THEN
+        lim := l::int;
+    ELSE
+        PERFORM jd__fail(400, 'invalid_value', 'limit must be an integer from 1 to 1000', 'limit');
+    END IF;
+    IF o IS NULL OR o = '' THEN
+        off := 0;
+    ELSIF o ~ '^[0-9]{1,9}$' THEN
+        off := o::int;
+    ELSE
+        PERFORM jd__fail(400, 'invalid_value', 'offset must be a non-negative integer', 'offset');
+    END IF;
+END $$;
+
+CREATE FUNCTION jd__list(p_items jsonb, p_total bigint, p_lim int, p_off int)
+RETURNS jd_api_resp LANGUAGE sql IMMUTABLE AS $$
+    SELECT ROW(200, jsonb_build_object('items', coalesce(p_items, '[]'), 'total', p_total,
+                                       'limit', p_lim, 'offset', p_off))::jd_api_resp
+$$;
+
+-- An id from a path segment or query parameter (NULL when it is not a plausible id).
+CREATE FUNCTION jd__id(p text) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p ~ '^[0-9]{1,18}$' THEN p::bigint END
+$$;
+
+-- A boolean query parameter (true/1/yes).
+CREATE FUNCTION jd__qbool(p_query jsonb, p_key text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT lower(coalesce(p_query ->> p_key, '')) IN ('1', 'true', 'yes', 'on')
+$$;
+
+-- Strong random bytes (at most 32) without pgcrypto: gen_random_uuid() reads the server's strong
+-- random source (122 random bits each); three of them are condensed with sha256.
+CREATE FUNCTION jd__random_bytes(n int) RETURNS bytea LANGUAGE sql VOLATILE AS $$
+    SELECT substring(sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())
+                            || uuid_send(gen_random_uuid())) FROM 1 FOR n)
+$$;
+
+CREATE FUNCTION jd__base64url(b bytea) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT rtrim(translate(encode(b, 'base64'), E'+/\n', '-_'), '=')
+$$;
+
+-- A new site key: 24 random url-safe characters.
+CREATE FUNCTION jd__new_site_key() RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT jd__base64url(jd__random_bytes(18))
+$$;
+
+CREATE FUNCTION jd__token_hash(p_token text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
+    SELECT sha256(convert_to(p_token, 'UTF8'))
+$$;
+
+-- A slug from a name: lower case, runs of other characters become '-', at most 64 characters.
+CREATE FUNCTION jd__slugify(p text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT nullif(trim(BOTH '-' FROM left(trim(BOTH '-' FROM
+                  regexp_replace(lower(coalesce(p, '')), '[^a-z0-9]+', '-', 'g')), 64)), '')
+$$;
+
+-- Removes secrets from what goes into audit_log.detail.
+CREATE FUNCTION jd__scrub(p jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN jsonb_typeof(p) = 'object' THEN
+        (p - 'identity_secret' - 'token' - 'token_hash')
+        || CASE WHEN p ? 'identity_secret'
+                THEN jsonb_build_object('identity_secret', CASE WHEN jsonb_typeof(p -> 'identity_secret') = 'null'
+                                                                THEN 'cleared' ELSE 'set' END)
+                ELSE '{}' END
+    ELSE coalesce(p, '{}') END
+$$;
+
+CREATE FUNCTION jd__audit(p_ctx jd_api_ctx, p_action text, p_type text, p_id text, p_site bigint,
+                          p_detail jsonb DEFAULT '{}')
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO audit_log (actor, action, object_type, object_id, site_id, detail)
+    VALUES (coalesce(p_ctx.actor, 'unknown'), p_action, p_type, p_id, p_site, jd__scrub(p_detail))
+$$;
+
+-- 403 unless the caller may see objects of site p_site.
+CREATE FUNCTION jd__site_check(p_ctx jd_api_ctx, p_site bigint)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_ctx.site_id IS NOT NULL AND p_site IS DISTINCT FROM p_ctx.site_id THEN
+        PERFORM jd__fail(403, 'forbidden', 'this token is restricted to another site');
+    END IF;
+END $$;
+
+CREATE FUNCTION jd__need_admin(p_ctx jd_api_ctx)
+RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_ctx.scope IS DISTINCT FROM 'admin' THEN
+        PERFORM jd__fail(403, 'forbidden', 'this needs an admin-scope token');
+    END IF;
+END $$;
+
+-- ===========================================================================================
+-- 3. Model writes (validation shared by the API and map as code) and JSON shapes
+-- ===========================================================================================
+
+-- Inserts (p_id NULL) or updates row p_id of p_table with the columns named in p_values (already
+-- checked). Tables with updated_at get it bumped. Returns the row id.
+CREATE FUNCTION jd__save_row(p_table regclass, p_id bigint, p_values jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    cols text;
+    sets text;
+    has_updated boolean;
+    new_id bigint;
+BEGIN
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+           string_agg(format('%I = r.%I', a.attname, a.attname), ', ' ORDER BY a.attnum)
+      INTO cols, sets
+      FROM pg_attribute a
+     WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> 'id'
+       AND p_values ? a.attname::text;
+    SELECT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p_table
+                   AND a.attname = 'updated_at' AND NOT a.attisdropped) INTO has_updated;
+    IF p_id IS NULL THEN
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, $1) RETURNING id',
+                       p_table, cols, cols, p_table)
+           INTO new_id USING p_values;
+        RETURN new_id;
+    END IF;
+    IF sets IS NOT NULL THEN
+        EXECUTE format('UPDATE %s t SET %s%s FROM jsonb_populate_record(NULL::%s, $1) r WHERE t.id = $2',
+                       p_table, sets, CASE WHEN has_updated THEN ', updated_at = now()' ELSE '' END, p_table)
+          USING p_values, p_id;
+    END IF;
+    RETURN p_id;
+END $$;
+
+-- 400 duplicate when another row of the same parent has this slug or (case-insensitively) name.
+CREATE FUNCTION jd__dup_check(p_table regclass, p_parent_col text, p_parent bigint, p_id bigint,
+                              p_col text, p_value text, p_what text, p_prefix text DEFAULT '')
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    found boolean;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1 AND lower(%I) = lower($2) AND id IS DISTINCT FROM $3)',
+                   p_table, p_parent_col, p_col)
+       INTO found USING p_parent, p_value, p_id;
+    IF found THEN
+        PERFORM jd__fail(400, 'duplicate', format('%s with %s "%s" already exists', p_what, p_col, p_value),
+                         p_prefix || p_col);
+    END IF;
+END $$;
+
+-- Moves row p_id to position p_pos among its siblings and renumbers them 1..n.
+CREATE FUNCTION jd__reorder(p_table regclass, p_parent_col text, p_parent bigint, p_id bigint, p_pos int)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format($q$
+        WITH others AS (
+            SELECT id, row_number() OVER (ORDER BY position, id) AS rn
+              FROM %1$s WHERE %2$I = $1 AND id <> $2),
+        target AS (SELECT greatest(1, least($3, (SELECT count(*) FROM others) + 1)) AS p)
+        UPDATE %1$s t
+           SET position = CASE WHEN t.id = $2 THEN target.p
+                               WHEN o.rn < target.p THEN o.rn ELSE o.rn + 1 END
+          FROM target, (SELECT id, rn FROM others UNION ALL SELECT $2, 0) o
+         WHERE t.id = o.id AND t.position IS DISTINCT FROM
+               CASE WHEN t.id = $2 THEN target.p WHEN o.rn < target.p THEN o.rn ELSE o.rn + 1 END$q$,
+        p_table, p_parent_col)
+    USING p_parent, p_id, p_pos;
+END $$;
+
+CREATE FUNCTION jd__next_position(p_table regclass, p_parent_col text, p_parent bigint)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    EXECUTE format('SELECT coalesce(max(position), 0) + 1 FROM %s WHERE %I = $1', p_table, p_parent_col)
+       INTO n USING p_parent;
+    RETURN n;
+END $$;
+
+-- Resolves a reference (id, slug or name) to a row of a map-scoped table. 400 with p_field when
+-- it is unknown or belongs to another map.
+CREATE FUNCTION jd__resolve(p_table regclass, p_map bigint, p_ref jsonb, p_what text, p_field text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    r_id bigint;
+    r_map bigint;
+BEGIN
+    IF p_ref IS NULL OR jsonb_typeof(p_ref) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_ref) = 'number' THEN
+        IF (p_ref::text) !~ '^[0-9]{1,18}$' THEN
+            PERFORM jd__fail(400, 'unknown_' || p_what, format('no %s with id %s', p_what, p_ref::text), p_field);
+        END IF;
+        EXECUTE format('SELECT id, map_id FROM %s WHERE id = $1', p_table) INTO r_id, r_map USING (p_ref::text)::bigint;
+        IF r_id IS NULL THEN
+            PERFORM jd__fail(400, 'unknown_' || p_what, format('no %s with id %s', p_what, p_ref::text), p_field);
+        ELSIF r_map <> p_map THEN
+            PERFORM jd__fail(400, 'wrong_map', format('%s %s belongs to another map', p_what, p_ref::text), p_field);
+        END IF;
+        RETURN r_id;
+    ELSIF jsonb_typeof(p_ref) = 'string' THEN
+        EXECUTE format('SELECT id FROM %s WHERE map_id = $1 AND (slug = $2 OR lower(name) = lower($2))
+                         ORDER BY slug = $2 DESC, id LIMIT 1', p_table)
+           INTO r_id USING p_map, p_ref #>> '{}';
+        IF r_id IS NULL THEN
+            PERFORM jd__fail(400, 'unknown_' || p_what,
+                             format('unknown %s "%s" in this map', p_what, p_ref #>> '{}'), p_field);
+        END IF;
+        RETURN r_id;
+    END IF;
+    PERFORM jd__fail(400, 'invalid_type', format('%s must be an id or a slug', p_what), p_field);
+    RETURN NULL;
+END $$;
+
+-- 400 touchpoint_not_allowed unless touchpoint p_tp may appear in stage p_stage.
+CREATE FUNCTION jd__check_allowed(p_stage bigint, p_tp bigint, p_field text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_stage IS NOT NULL AND p_tp IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM touchpoint_stages WHERE stage_id = p_stage AND touchpoint_id = p_tp) THEN
+        PERFORM jd__fail(400, 'touchpoint_not_allowed',
+            format('touchpoint "%s" is not allowed in stage "%s"',
+                   (SELECT slug FROM touchpoints WHERE id = p_tp), (SELECT slug FROM stages WHERE id = p_stage)),
+            p_field);
+    END IF;
+END $$;
+
+-- JSON shapes --------------------------------------------------------------------------------
+
+-- A site as the API shows it: never the identity secret, only whether one is set.
+CREATE FUNCTION jd__site_json(p_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT (to_jsonb(s) - 'identity_secret')
+           || jsonb_build_object('identity_secret_set',
+                                 coalesce(jsonb_typeof(to_jsonb(s) -> 'identity_secret') = 'string', false))
+      FROM sites s WHERE s.id = p_id
+$$;
+
+CREATE FUNCTION jd__map_json(p_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT to_jsonb(m) || jsonb_build_object('site_key', s.key)
+      FROM maps m JOIN sites s ON s.id = m.site_id WHERE m.id = p_id
+$$;
+
+CREATE FUNCTION jd__touchpoint_json(p_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT to_jsonb(t) || jsonb_build_object('stages',
+        (SELECT coalesce(jsonb_agg(s.slug ORDER BY s.position, s.id), '[]')
+           FROM touchpoint_stages ts JOIN stages s ON s.id = ts.stage_id WHERE ts.touchpoint_id = t.id))
+      FROM touchpoints t WHERE t.id = p_id
+$$;
+
+CREATE FUNCTION jd__question_json(p_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT to_jsonb(q) || jsonb_build_object('stage', s.slug, 'touchpoint', t.slug)
+      FROM questions q LEFT JOIN stages s ON s.id = q.stage_id
+      LEFT JOIN touchpoints t ON t.id = q.touchpoint_id WHERE q.id = p_id
+$$;
+
+CREATE FUNCTION jd__rule_json(p_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT to_jsonb(r) || jsonb_build_object('stage', s.slug, 'touchpoint', t.slug, 'persona', p.slug)
+      FROM tagging_rules r LEFT JOIN stages s ON s.id = r.stage_id
+      LEFT JOIN touchpoints t ON t.id = r.touchpoint_id LEFT JOIN personas p ON p.id = r.persona_id
+     WHERE r.id = p_id
+$$;
+
+CREATE FUNCTION jd__token_json(p_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT (to_jsonb(t) - 'token_hash')
+           || jsonb_build_object('active', t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now()))
+      FROM admin_tokens t WHERE t.id = p_id
+$$;
+
+-- Writes ---------------------------------------------------------------------------------------
+-- Each jd__put_* inserts (p_id NULL) or updates one row from a client object, validating it, and
+-- returns the id. p_prefix names the field in errors ("stages[2]." inside a map document).
+
+CREATE FUNCTION jd__put_site(p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"name":"text","key":"text","allowed_origins":"textarray",
+        "consent_mode":"text","retention_days":"int?","redact":"text","store_ip":"bool",
+        "identity_secret":"text?"}', p_prefix);
+    secret jsonb := v -> 'identity_secret';
+    bad text;
+    new_id bigint;
+BEGIN
+    IF p_id IS NULL THEN
+        PERFORM jd__need(v, 'name', p_prefix);
+        IF NOT v ? 'key' THEN
+            v := v || jsonb_build_object('key', jd__new_site_key());
+        END IF;
+    ELSIF v ? 'key' AND v ->> 'key' IS DISTINCT FROM (SELECT key FROM sites WHERE id = p_id) THEN
+        PERFORM jd__fail(400, 'immutable', 'a site key cannot be changed', p_prefix || 'key');
+    END IF;
+    IF v ? 'key' AND (v ->> 'key') !~ '^[A-Za-z0-9_-]{8,64}$' THEN
+        PERFORM jd__fail(400, 'invalid_value', 'key must be 8 to 64 characters from A-Z a-z 0-9 _ -', p_prefix || 'key');
+    END IF;
+    IF v ? 'consent_mode' AND NOT (v ->> 'consent_mode') IN ('none-required', 'opt-in', 'cookieless') THEN
+        PERFORM jd__fail(400, 'invalid_value', 'consent_mode must be none-required, opt-in or cookieless', p_prefix || 'consent_mode');
+    END IF;
+    IF v ? 'redact' AND NOT (v ->> 'redact') IN ('off', 'ingest', 'export') THEN
+        PERFORM jd__fail(400, 'invalid_value', 'redact must be off, ingest or export', p_prefix || 'redact');
+    END IF;
+    IF v ? 'retention_days' AND (v ->> 'retention_days')::int < 1 THEN
+        PERFORM jd__fail(400, 'invalid_value', 'retention_days must be at least 1 (or null to keep forever)', p_prefix || 'retention_days');
+    END IF;
+    SELECT o INTO bad FROM jsonb_array_elements_text(coalesce(v -> 'allowed_origins', '[]')) o
+     WHERE o !~ '^https?://[^/?#\s]+$' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        PERFORM jd__fail(400, 'invalid_value', format('"%s" is not an origin (scheme://host[:port])', bad),
+                         p_prefix || 'allowed_origins');
+    END IF;
+    IF secret IS NOT NULL AND jsonb_typeof(secret) = 'string' AND length(secret #>> '{}') < 16 THEN
+        PERFORM jd__fail(400, 'invalid_value', 'identity_secret must be at least 16 characters', p_prefix || 'identity_secret');
+    END IF;
+    new_id := jd__save_row('sites', p_id, v - 'identity_secret');
+    IF secret IS NOT NULL THEN
+        -- identity_secret arrives with migration 010: resolved at run time, never returned.
+        EXECUTE 'UPDATE sites SET identity_secret = $1, updated_at = now() WHERE id = $2'
+          USING secret #>> '{}', new_id;
+    END IF;
+    RETURN new_id;
+END $$;
+
+-- The default stages and touchpoints of a new map (every touchpoint allowed in every stage).
+CREATE FUNCTION jd__map_defaults(p_map bigint, p_stages boolean, p_touchpoints boolean)
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO stages (map_id, slug, name, meaning, position)
+    SELECT p_map, v.slug, v.name, v.meaning, v.pos
+      FROM (VALUES ('awareness', 'Awareness', 'The customer learns that the product exists', 1),
+                   ('interest', 'Interest', 'The customer wants to know more about it', 2),
+                   ('consideration', 'Consideration', 'The customer compares it with the alternatives', 3),
+                   ('purchase', 'Purchase', 'The customer decides and buys', 4),
+                   ('advocacy', 'Advocacy', 'The customer uses it, recommends it or reviews it', 5))
+           AS v(slug, name, meaning, pos)
+     WHERE p_stages;
+    INSERT INTO touchpoints (map_id, slug, name, channel, position)
+    SELECT p_map, v.slug, v.name, v.channel, v.pos
+      FROM (VALUES ('marketing-content', 'Marketing content', 'owned', 1),
+                   ('paid-ads', 'Paid ads', 'paid', 2),
+                   ('social-media', 'Social media', 'earned', 3),
+                   ('third-party-reviews', 'Third-party reviews', 'earned', 4),
+                   ('website', 'Website', 'owned', 5),
+                   ('email-marketing', 'Email marketing', 'owned', 6),
+                   ('phone-calls', 'Phone calls', 'service', 7),
+                   ('live-chat', 'Live chat', 'service', 8),
+                   ('in-person', 'In-person', 'service', 9),
+                   ('product-onboarding', 'Product onboarding', 'product', 10),
+                   ('customer-self-service', 'Customer self-service', 'product', 11))
+           AS v(slug, name, channel, pos)
+     WHERE p_touchpoints;
+    INSERT INTO touchpoint_stages (touchpoint_id, stage_id)
+    SELECT t.id, s.id FROM touchpoints t JOIN stages s ON s.map_id = t.map_id
+     WHERE t.map_id = p_map AND p_touchpoints
+    ON CONFLICT DO NOTHING;
+$$;
+
+CREATE FUNCTION jd__put_map(p_site bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"slug":"text","name":"text","goal":"text","scope":"text",
+        "customer_group":"text","min_evidence":"int"}', p_prefix);
+BEGIN
+    IF p_id IS NULL THEN
+        PERFORM jd__need(v, 'name', p_prefix);
+        IF NOT v ? 'slug' THEN
+            v := v || jsonb_build_object('slug', jd__slugify(v ->> 'name'));
+        END IF;
+        v := v || jsonb_build_object('site_id', p_site);
+    END IF;
+    PERFORM jd__dup_check('maps', 'site_id', p_site, p_id, 'slug', v ->> 'slug', 'a map', p_prefix);
+    PERFORM jd__dup_check('maps', 'site_id', p_site, p_id, 'name', v ->> 'name', 'a map', p_prefix);
+    RETURN jd__save_row('maps', p_id, v);
+END $$;
+
+-- Shared by stages, personas, obstacles and touchpoints: slug from name, duplicate checks,
+-- position at the end unless given.
+CREATE FUNCTION jd__put_named(p_table regclass, p_what text, p_map bigint, p_id bigint, v jsonb,
+                              p_prefix text, p_reorder boolean)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    new_id bigint;
+    pos int;
+BEGIN
+    IF p_id IS NULL THEN
+        PERFORM jd__need(v, 'name', p_prefix);
+        IF NOT v ? 'slug' OR jsonb_typeof(v -> 'slug') = 'null' THEN
+            v := v || jsonb_build_object('slug', jd__slugify(v ->> 'name'));
+        END IF;
+        v := v || jsonb_build_object('map_id', p_map);
+    END IF;
+    PERFORM jd__dup_check(p_table, 'map_id', p_map, p_id, 'slug', v ->> 'slug', p_what, p_prefix);
+    PERFORM jd__dup_check(p_table, 'map_id', p_map, p_id, 'name', v ->> 'name', p_what, p_prefix);
+    pos := (v ->> 'position')::int;
+    IF p_id IS NULL AND (pos IS NULL OR p_reorder) THEN
+        v := v || jsonb_build_object('position', jd__next_position(p_table, 'map_id', p_map));
+    ELSIF p_reorder THEN
+        v := v - 'position';
+    END IF;
+    new_id := jd__save_row(p_table, p_id, v);
+    IF p_reorder AND pos IS NOT NULL THEN
+        PERFORM jd__reorder(p_table, 'map_id', p_map, new_id, pos);
+    END IF;
+    RETURN new_id;
+END $$;
+
+CREATE FUNCTION jd__put_stage(p_map bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN jd__put_named('stages', 'a stage', p_map, p_id,
+        jd__check(p_body, '{"slug":"text","name":"text","meaning":"text","position":"int"}', p_prefix),
+        p_prefix, true);
+END $$;
+
+CREATE FUNCTION jd__put_obstacle(p_map bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN jd__put_named('obstacles', 'an obstacle', p_map, p_id,
+        jd__check(p_body, '{"slug":"text","name":"text","description":"text","position":"int"}', p_prefix),
+        p_prefix, false);
+END $$;
+
+CREATE FUNCTION jd__put_persona(p_map bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"slug":"text","name":"text","age_min":"int?","age_max":"int?",
+        "job_role":"text","family_status":"text","professional_goals":"text",
+        "personal_interests":"text","description":"text","data_sources":"text","position":"int"}', p_prefix);
+    old personas;
+    amin int;
+    amax int;
+BEGIN
+    SELECT * INTO old FROM personas WHERE id = p_id;
+    amin := CASE WHEN v ? 'age_min' THEN (v ->> 'age_min')::int ELSE old.age_min END;
+    amax := CASE WHEN v ? 'age_max' THEN (v ->> 'age_max')::int ELSE old.age_max END;
+    IF amin < 0 OR amin > 130 THEN
+        PERFORM jd__fail(400, 'invalid_value', 'age_min must be from 0 to 130', p_prefix || 'age_min');
+    END IF;
+    IF amax < 0 OR amax > 130 THEN
+        PERFORM jd__fail(400, 'invalid_value', 'age_max must be from 0 to 130', p_prefix || 'age_max');
+    END IF;
+    IF amin > amax THEN
+        PERFORM jd__fail(400, 'invalid_range', format('age_min (%s) is greater than age_max (%s)', amin, amax),
+                         p_prefix || 'age_min');
+    END IF;
+    RETURN jd__put_named('personas', 'a persona', p_map, p_id, v, p_prefix, false);
+END $$;
+
+-- Touchpoints carry `stages`, the stage references they are allowed in (default: every stage).
+CREATE FUNCTION jd__put_touchpoint(p_map bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"slug":"text","name":"text","channel":"text","position":"int",
+        "stages":"array"}', p_prefix);
+    stage_ids bigint[];
+    new_id bigint;
+    i int := 0;
+    e jsonb;
+    used record;
+BEGIN
+    IF v ? 'stages' THEN
+        stage_ids := '{}';
+        FOR e IN SELECT * FROM jsonb_array_elements(v -> 'stages') LOOP
+            stage_ids := stage_ids || jd__resolve('stages', p_map, e, 'stage', format('%sstages[%s]', p_prefix, i));
+            i := i + 1;
+        END LOOP;
+    END IF;
+    new_id := jd__put_named('touchpoints', 'a touchpoint', p_map, p_id, v - 'stages', p_prefix, false);
+    IF p_id IS NULL AND stage_ids IS NULL THEN
+        SELECT array_agg(id) INTO stage_ids FROM stages WHERE map_id = p_map;
+    END IF;
+    IF stage_ids IS NOT NULL THEN
+        SELECT s.slug AS stage, q.key INTO used
+          FROM questions q JOIN stages s ON s.id = q.stage_id
+         WHERE q.touchpoint_id = new_id AND q.retired_at IS NULL AND NOT (q.stage_id = ANY (stage_ids))
+         LIMIT 1;
+        IF FOUND THEN
+            PERFORM jd__fail(409, 'in_use', format('question "%s" measures this touchpoint in stage "%s"; change it first',
+                                                  used.key, used.stage), p_prefix || 'stages');
+        END IF;
+        DELETE FROM touchpoint_stages WHERE touchpoint_id = new_id AND NOT (stage_id = ANY (stage_ids));
+        INSERT INTO touchpoint_stages (touchpoint_id, stage_id)
+        SELECT new_id, unnest(stage_ids) ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN new_id;
+END $$;
+
+CREATE FUNCTION jd__put_resource(p_stage bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"kind":"text","name":"text","notes":"text","owner":"text","position":"int"}', p_prefix);
+BEGIN
+    IF p_id IS NULL THEN
+        PERFORM jd__need(v, 'kind', p_prefix);
+        PERFORM jd__need(v, 'name', p_prefix);
+        v := v || jsonb_build_object('stage_id', p_stage);
+        IF NOT v ? 'position' THEN
+            v := v || jsonb_build_object('position', jd__next_position('stage_resources', 'stage_id', p_stage));
+        END IF;
+    END IF;
+    IF v ? 'kind' AND NOT (v ->> 'kind') IN ('department', 'technology', 'process') THEN
+        PERFORM jd__fail(400, 'invalid_value', 'kind must be department, technology or process', p_prefix || 'kind');
+    END IF;
+    PERFORM jd__dup_check('stage_resources', 'stage_id', p_stage, p_id, 'name', v ->> 'name', 'a resource', p_prefix);
+    RETURN jd__save_row('stage_resources', p_id, v);
+END $$;
+
+-- 400 unless p_re compiles (PostgreSQL's regex dialect is close to the widget's JavaScript one).
+CREATE FUNCTION jd__check_regex(p_re text, p_field text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM '' ~ p_re;
+EXCEPTION WHEN invalid_regular_expression THEN
+    PERFORM jd__fail(400, 'invalid_value', 'invalid regular expression: ' || SQLERRM, p_field);
+END $$;
+
+-- A survey's trigger: who sees it and when (see web-widget/src/index.js, eligible()).
+CREATE FUNCTION jd__check_trigger(p_map bigint, t jsonb, p_field text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    k text;
+    v jsonb;
+BEGIN
+    FOR k, v IN SELECT * FROM jsonb_each(t) LOOP
+        CASE k
+        WHEN 'url' THEN
+            IF jsonb_typeof(v) <> 'object' OR jsonb_typeof(v -> 'value') IS DISTINCT FROM 'string' THEN
+                PERFORM jd__fail(400, 'invalid_value', 'trigger.url must be {"op": ..., "value": "..."}', p_field || '.url');
+            END IF;
+            IF NOT coalesce(v ->> 'op', 'contains') IN ('exact', 'contains', 'not_contains', 'starts_with', 'ends_with', 'regex') THEN
+                PERFORM jd__fail(400, 'invalid_value',
+                    'trigger.url.op must be exact, contains, not_contains, starts_with, ends_with or regex', p_field || '.url.op');
+            END IF;
+            IF v ->> 'op' = 'regex' THEN
+                PERFORM jd__check_regex(v ->> 'value', p_field || '.url.value');
+            END IF;
+        WHEN 'percent', 'scroll_pct' THEN
+            IF jsonb_typeof(v) <> 'number' OR (v::text)::numeric NOT BETWEEN 0 AND 100 THEN
+                PERFORM jd__fail(400, 'invalid_value', format('trigger.%s must be a number from 0 to 100', k), p_field || '.' || k);
+            END IF;
+        WHEN 'delay_ms', 'cooldown_days' THEN
+            IF jsonb_typeof(v) <> 'number' OR (v::text)::numeric < 0 THEN
+                PERFORM jd__fail(400, 'invalid_value', format('trigger.%s must be a number >= 0', k), p_field || '.' || k);
+            END IF;
+        WHEN 'exit_intent' THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                PERFORM jd__fail(400, 'invalid_type', 'trigger.exit_intent must be a boolean', p_field || '.exit_intent');
+            END IF;
+        WHEN 'event' THEN
+            IF jsonb_typeof(v) <> 'string' THEN
+                PERFORM jd__fail(400, 'invalid_type', 'trigger.event must be a string', p_field || '.event');
+            END IF;
+        WHEN 'attributes' THEN
+            IF jsonb_typeof(v) <> 'object' THEN
+                PERFORM jd__fail(400, 'invalid_type', 'trigger.attributes must be an object', p_field || '.attributes');
+            END IF;
+        WHEN 'persona' THEN
+            IF jsonb_typeof(v) <> 'string' OR NOT EXISTS (SELECT 1 FROM personas WHERE map_id = p_map AND slug = v #>> '{}') THEN
+                PERFORM jd__fail(400, 'unknown_persona', format('trigger.persona %s is not a persona slug of this map', v::text),
+                                 p_field || '.persona');
+            END IF;
+        WHEN 'stage' THEN
+            IF jsonb_typeof(v) <> 'string' OR NOT EXISTS (SELECT 1 FROM stages WHERE map_id = p_map AND slug = v #>> '{}') THEN
+                PERFORM jd__fail(400, 'unknown_stage', format('trigger.stage %s is not a stage slug of this map', v::text),
+                                 p_field || '.stage');
+            END IF;
+        ELSE
+            PERFORM jd__fail(400, 'unknown_field', format('unknown trigger field "%s"', k), p_field || '.' || k);
+        END CASE;
+    END LOOP;
+END $$;
+
+-- 400 no_questions when a live survey has no live question (the widget needs at least one).
+CREATE FUNCTION jd__check_live(p_survey bigint, p_prefix text DEFAULT '')
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM surveys s WHERE s.id = p_survey AND s.status = 'live'
+                  AND NOT EXISTS (SELECT 1 FROM questions q WHERE q.survey_id = s.id AND q.retired_at IS NULL)) THEN
+        PERFORM jd__fail(400, 'no_questions', 'a live survey needs at least one question; add questions first',
+                         p_prefix || 'status');
+    END IF;
+END $$;
+
+CREATE FUNCTION jd__put_survey(p_map bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '',
+                               p_check_live boolean DEFAULT true)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"slug":"text","title":"text","status":"text","locale":"text",
+        "display":"object","trigger":"object"}', p_prefix);
+    new_id bigint;
+BEGIN
+    IF p_id IS NULL THEN
+        PERFORM jd__need(v, 'title', p_prefix);
+        IF NOT v ? 'slug' THEN
+            v := v || jsonb_build_object('slug', jd__slugify(v ->> 'title'));
+        END IF;
+        v := v || jsonb_build_object('map_id', p_map);
+    END IF;
+    IF v ? 'status' AND NOT (v ->> 'status') IN ('draft', 'live', 'archived') THEN
+        PERFORM jd__fail(400, 'invalid_value', 'status must be draft, live or archived', p_prefix || 'status');
+    END IF;
+    IF v ? 'display' THEN
+        IF NOT coalesce(v #>> '{display,mode}', 'popover') IN ('popover', 'modal', 'inline') THEN
+            PERFORM jd__fail(400, 'invalid_value', 'display.mode must be popover, modal or inline', p_prefix || 'display.mode');
+        END IF;
+        IF NOT coalesce(v #>> '{display,corner}', 'bottom-right') IN ('top-left', 'top-right', 'bottom-left', 'bottom-right') THEN
+            PERFORM jd__fail(400, 'invalid_value', 'display.corner must be top-left, top-right, bottom-left or bottom-right',
+                             p_prefix || 'display.corner');
+        END IF;
+    END IF;
+    IF v ? 'trigger' THEN
+        PERFORM jd__check_trigger(p_map, v -> 'trigger', p_prefix || 'trigger');
+    END IF;
+    PERFORM jd__dup_check('surveys', 'map_id', p_map, p_id, 'slug', v ->> 'slug', 'a survey', p_prefix);
+    new_id := jd__save_row('surveys', p_id, v);
+    IF p_check_live THEN
+        PERFORM jd__check_live(new_id, p_prefix);
+    END IF;
+    RETURN new_id;
+END $$;
+
+-- Branching: {"question": key, "equals": v} | {"question": key, "in": [v, ...]} |
+-- {"question": key, "min": a, "max": b} (a score range of an emotion/NPS/CSAT question; stored
+-- with the equivalent "in" list, which is what the widget evaluates).
+CREATE FUNCTION jd__norm_show_if(j jsonb, p_field text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    k text;
+    lo int;
+    hi int;
+BEGIN
+    IF j IS NULL OR jsonb_typeof(j) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(j) LOOP
+        IF NOT k IN ('question', 'equals', 'in', 'min', 'max') THEN
+            PERFORM jd__fail(400, 'unknown_field', format('unknown show_if field "%s"', k), p_field || '.' || k);
+        END IF;
+    END LOOP;
+    IF jsonb_typeof(j -> 'question') IS DISTINCT FROM 'string' THEN
+        PERFORM jd__fail(400, 'missing_field', 'show_if.question (the key of another question) is required',
+                         p_field || '.question');
+    END IF;
+    IF j ? 'min' OR j ? 'max' THEN
+        IF jsonb_typeof(j -> 'min') IS DISTINCT FROM 'number' OR jsonb_typeof(j -> 'max') IS DISTINCT FROM 'number'
+           OR (j ->> 'min') !~ '^-?[0-9]{1,3}$' OR (j ->> 'max') !~ '^-?[0-9]{1,3}$' THEN
+            PERFORM jd__fail(400, 'invalid_value', 'show_if.min and show_if.max must both be integers',
+                             p_field || CASE WHEN j ? 'min' THEN '.max' ELSE '.min' END);
+        END IF;
+        lo := (j ->> 'min')::int;
+        hi := (j ->> 'max')::int;
+        IF lo > hi THEN
+            PERFORM jd__fail(400, 'invalid_range', format('show_if.min (%s) is greater than show_if.max (%s)', lo, hi),
+                             p_field || '.min');
+        END IF;
+        IF lo < 0 OR hi > 10 THEN
+            PERFORM jd__fail(400, 'invalid_value', 'a score range lies within 0..10', p_field || '.min');
+        END IF;
+        RETURN jsonb_build_object('question', j -> 'question', 'min', lo, 'max', hi,
+                                  'in', (SELECT jsonb_agg(g::text ORDER BY g) FROM generate_series(lo, hi) g));
+    ELSIF j ? 'in' THEN
+        IF jsonb_typeof(j -> 'in') <> 'array' OR jsonb_array_length(j -> 'in') = 0 OR EXISTS (
+               SELECT 1 FROM jsonb_array_elements(j -> 'in') e WHERE jsonb_typeof(e) IN ('object', 'array', 'null')) THEN
+            PERFORM jd__fail(400, 'invalid_value', 'show_if.in must be a non-empty array of values', p_field || '.in');
+        END IF;
+        RETURN jsonb_build_object('question', j -> 'question', 'in', j -> 'in');
+    ELSIF j ? 'equals' THEN
+        IF jsonb_typeof(j -> 'equals') IN ('object', 'array', 'null') THEN
+            PERFORM jd__fail(400, 'invalid_value', 'show_if.equals must be a single value', p_field || '.equals');
+        END IF;
+        RETURN jsonb_build_object('question', j -> 'question', 'equals', j -> 'equals');
+    END IF;
+    PERFORM jd__fail(400, 'missing_field', 'show_if needs "equals", "in" or "min"/"max"', p_field || '.equals');
+    RETURN NULL;
+END $$;
+
+-- Every show_if of the survey's live questions refers to another live question, score ranges
+-- refer to score questions, and no chain of conditions loops back.
+CREATE FUNCTION jd__check_branching(p_survey bigint, p_field text DEFAULT 'show_if')
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    SELECT q.key, q.show_if ->> 'question' AS target INTO r
+      FROM questions q
+     WHERE q.survey_id = p_survey AND q.retired_at IS NULL AND q.show_if IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM questions t WHERE t.survey_id = p_survey AND t.retired_at IS NULL
+                          AND t.key = q.show_if ->> 'question')
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM jd__fail(400, 'unknown_question',
+            format('question "%s" shows only if unknown question "%s" matches', r.key, r.target), p_field || '.question');
+    END IF;
+    SELECT q.key, t.kind INTO r
+      FROM questions q JOIN questions t ON t.survey_id = q.survey_id AND t.retired_at IS NULL
+                                       AND t.key = q.show_if ->> 'question'
+     WHERE q.survey_id = p_survey AND q.retired_at IS NULL AND q.show_if ? 'min'
+       AND NOT t.kind IN ('emotion', 'nps', 'csat')
+     LIMIT 1;
+    IF FOUND THEN
+        PERFORM jd__fail(400, 'invalid_value',
+            format('question "%s" has a score range condition on a %s question', r.key, r.kind), p_field || '.min');
+    END IF;
+    WITH RECURSIVE g AS (
+        SELECT key, show_if ->> 'question' AS dep FROM questions
+         WHERE survey_id = p_survey AND retired_at IS NULL),
+    walk(start, cur, depth) AS (
+        SELECT key, dep, 1 FROM g WHERE dep IS NOT NULL
+        UNION ALL
+        SELECT w.start, g.dep, w.depth + 1 FROM walk w JOIN g ON g.key = w.cur
+         WHERE g.dep IS NOT NULL AND w.cur <> w.start AND w.depth < 1000)
+    SELECT start AS key INTO r FROM walk WHERE cur = start LIMIT 1;
+    IF FOUND THEN
+        PERFORM jd__fail(400, 'cycle', format('the show_if conditions starting at question "%s" form a cycle', r.key),
+                         p_field || '.question');
+    END IF;
+END $$;
+
+CREATE FUNCTION jd__default_lane(p_kind text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE p_kind WHEN 'emotion' THEN 'emotions' WHEN 'obstacle' THEN 'obstacles'
+                       WHEN 'text' THEN 'thoughts' WHEN 'action' THEN 'actions' WHEN 'goal' THEN 'goal' END
+$$;
+
+-- Questions are immutable once answered: a change to an answered question retires it and adds
+-- version + 1 under the same key (old answers keep pointing at the old row); an unanswered one is
+-- updated in place. A change that changes nothing writes nothing.
+CREATE FUNCTION jd__put_question(p_survey bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '',
+                                 p_check boolean DEFAULT true)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"key":"text","position":"int","kind":"text","lane":"text?",
+        "prompt":"text","required":"bool","options":"array?","stage":"ref?","touchpoint":"ref?",
+        "stage_id":"int?","touchpoint_id":"int?","show_if":"object?"}', p_prefix);
+    map_id bigint := (SELECT s.map_id FROM surveys s WHERE s.id = p_survey);
+    old questions;
+    n questions;
+    e jsonb;
+    i int := 0;
+    new_id bigint;
+BEGIN
+    IF p_id IS NOT NULL THEN
+        SELECT * INTO old FROM questions WHERE id = p_id;
+        IF old.retired_at IS NOT NULL THEN
+            PERFORM jd__fail(409, 'retired', 'this question version is retired; change the live version instead');
+        END IF;
+        n := old;
+    END IF;
+    n.kind := coalesce(v ->> 'kind', old.kind);
+    IF n.kind IS NULL THEN
+        PERFORM jd__need(v, 'kind', p_prefix);
+    ELSIF NOT n.kind IN ('emotion', 'single_choice', 'multi_choice', 'obstacle', 'text', 'action', 'nps', 'csat', 'goal') THEN
+        PERFORM jd__fail(400, 'invalid_value',
+            'kind must be emotion, single_choice, multi_choice, obstacle, text, action, nps, csat or goal', p_prefix || 'kind');
+    END IF;
+    n.prompt := CASE WHEN v ? 'prompt' THEN v ->> 'prompt' ELSE old.prompt END;
+    IF n.prompt IS NULL THEN
+        PERFORM jd__need(v, 'prompt', p_prefix);
+    END IF;
+    n.key := coalesce(v ->> 'key', old.key, jd__slugify(left(n.prompt, 48)), 'q');
+    IF n.key !~ '^[a-z0-9][a-z0-9_-]{0,63}$' THEN
+        PERFORM jd__fail(400, 'invalid_value', 'key must match ^[a-z0-9][a-z0-9_-]{0,63}$', p_prefix || 'key');
+    END IF;
+    n.lane := CASE WHEN v ? 'lane' THEN v ->> 'lane' WHEN p_id IS NOT NULL THEN old.lane ELSE jd__default_lane(n.kind) END;
+    IF NOT n.lane IN ('actions', 'thoughts', 'emotions', 'obstacles', 'goal') THEN
+        PERFORM jd__fail(400, 'invalid_value', 'lane must be actions, thoughts, emotions, obstacles, goal or null', p_prefix || 'lane');
+    END IF;
+    n.required := coalesce((v ->> 'required')::boolean, old.required, false);
+    n.position := coalesce((v ->> 'position')::int, old.position,
+                           (SELECT coalesce(max(q.position), 0) + 1 FROM questions q
+                             WHERE q.survey_id = p_survey AND q.retired_at IS NULL));
+    n.options := CASE WHEN v ? 'options' THEN nullif(v -> 'options', 'null'::jsonb) ELSE old.options END;
+    n.stage_id := CASE WHEN v ? 'stage' THEN jd__resolve('stages', map_id, v -> 'stage', 'stage', p_prefix || 'stage')
+                       WHEN v ? 'stage_id' THEN jd__resolve('stages', map_id, v -> 'stage_id', 'stage', p_prefix || 'stage_id')
+                       ELSE old.stage_id END;
+    n.touchpoint_id := CASE WHEN v ? 'touchpoint' THEN jd__resolve('touchpoints', map_id, v -> 'touchpoint', 'touchpoint', p_prefix || 'touchpoint')
+                            WHEN v ? 'touchpoint_id' THEN jd__resolve('touchpoints', map_id, v -> 'touchpoint_id', 'touchpoint', p_prefix || 'touchpoint_id')
+                            ELSE old.touchpoint_id END;
+    PERFORM jd__check_allowed(n.stage_id, n.touchpoint_id, p_prefix || 'touchpoint');
+    IF n.kind IN ('single_choice', 'multi_choice') AND (n.options IS NULL OR jsonb_array_length(n.options) = 0) THEN
+        PERFORM jd__fail(400, 'missing_field', 'a choice question needs at least one option', p_prefix || 'options');
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(coalesce(n.options, '[]')) LOOP
+        IF jsonb_typeof(e) <> 'object' OR jsonb_typeof(e -> 'value') IS DISTINCT FROM 'string' OR e ->> 'value' = ''
+           OR (e ? 'label' AND jsonb_typeof(e -> 'label') <> 'string')
+           OR EXISTS (SELECT 1 FROM jsonb_object_keys(e) k WHERE NOT k IN ('value', 'label', 'persona')) THEN
+            PERFORM jd__fail(400, 'invalid_value', 'an option is {"value": "...", "label": "...", "persona": "<slug>"}',
+                             format('%soptions[%s]', p_prefix, i));
+        END IF;
+        IF e ? 'persona' THEN  -- a screener option that assigns a persona of this map
+            PERFORM jd__resolve('personas', map_id, e -> 'persona', 'persona', format('%soptions[%s].persona', p_prefix, i));
+        END IF;
+        IF (SELECT count(*) FROM jsonb_array_elements(n.options) o WHERE o ->> 'value' = e ->> 'value') > 1 THEN
+            PERFORM jd__fail(400, 'duplicate', format('option value "%s" appears twice', e ->> 'value'),
+                             format('%soptions[%s].value', p_prefix, i));
+        END IF;
+        i := i + 1;
+    END LOOP;
+    n.show_if := CASE WHEN v ? 'show_if' THEN jd__norm_show_if(v -> 'show_if', p_prefix || 'show_if') ELSE old.show_if END;
+    IF p_id IS NOT NULL AND (n.key, n.position, n.kind, n.lane, n.prompt, n.required, n.options, n.stage_id,
+                             n.touchpoint_id, n.show_if)
+        IS NOT DISTINCT FROM (old.key, old.position, old.kind, old.lane, old.prompt, old.required, old.options,
+                              old.stage_id, old.touchpoint_id, old.show_if) THEN
+        RETURN p_id;
+    END IF;
+    IF EXISTS (SELECT 1 FROM questions q WHERE q.survey_id = p_survey AND q.key = n.key AND q.retired_at IS NULL
+                  AND q.id IS DISTINCT FROM p_id) THEN
+        PERFORM jd__fail(400, 'duplicate', format('a question with key "%s" already exists in this survey', n.key),
+                         p_prefix || 'key');
+    END IF;
+    IF p_id IS NOT NULL AND EXISTS (SELECT 1 FROM answers a WHERE a.question_id = p_id) THEN
+        IF n.key <> old.key THEN
+            PERFORM jd__fail(400, 'immutable', 'the key of an answered question cannot change', p_prefix || 'key');
+        END IF;
+        UPDATE questions SET retired_at = now() WHERE id = p_id;
+        INSERT INTO questions (survey_id, key, version, position, kind, lane, prompt, required, options,
+                               stage_id, touchpoint_id, show_if)
+        VALUES (p_survey, n.key, old.version + 1, n.position, n.kind, n.lane, n.prompt, n.required, n.options,
+                n.stage_id, n.touchpoint_id, n.show_if)
+        RETURNING id INTO new_id;
+    ELSIF p_id IS NOT NULL THEN
+        UPDATE questions SET key = n.key, position = n.position, kind = n.kind, lane = n.lane, prompt = n.prompt,
+               required = n.required, options = n.options, stage_id = n.stage_id,
+               touchpoint_id = n.touchpoint_id, show_if = n.show_if
+         WHERE id = p_id;
+        new_id := p_id;
+    ELSE
+        INSERT INTO questions (survey_id, key, version, position, kind, lane, prompt, required, options,
+                               stage_id, touchpoint_id, show_if)
+        VALUES (p_survey, n.key,
+                (SELECT coalesce(max(q.version), 0) + 1 FROM questions q WHERE q.survey_id = p_survey AND q.key = n.key),
+                n.position, n.kind, n.lane, n.prompt, n.required, n.options, n.stage_id, n.touchpoint_id, n.show_if)
+        RETURNING id INTO new_id;
+    END IF;
+    IF p_check THEN
+        PERFORM jd__check_branching(p_survey, p_prefix || 'show_if');
+    END IF;
+    RETURN new_id;
+END $$;
