@@ -34,14 +34,13 @@
 #define MAX_POS 4
 #define MAX_FILE (512u * 1024u * 1024u)
 #define DEFAULT_CHUNK 2000
-#define MAX_HEADER_COLUMNS 64
 
 typedef struct opt {
     const char *name; /* long name without the dashes */
     char short_name;  /* 0 when none */
     bool has_arg;
-    bool multi;         /* may be given more than once */
-    const char *value;  /* the last value, "1" for a flag, NULL when not given */
+    bool multi;        /* may be given more than once */
+    const char *value; /* the last value, "1" for a flag, NULL when not given */
     const char *values[32];
     size_t count;
 } opt;
@@ -64,11 +63,6 @@ struct ctl {
     command *cmd;
     bool usage_failed; /* the database URL was missing: exit USAGE */
 };
-
-static const char *const FINDING_COLUMNS[] = {"persona", "stage",       "touchpoint", "action",
-                                              "thought", "emotion",     "obstacle",   "quote",
-                                              "interviewee", "date", "goal_reached"};
-#define N_FINDING_COLUMNS (sizeof(FINDING_COLUMNS) / sizeof(FINDING_COLUMNS[0]))
 
 /* ------------------------------------------------------------------------------------------- */
 /* Messages */
@@ -96,7 +90,8 @@ static const char *cmd_name(const command *cmd, char *buf, size_t size)
     return buf;
 }
 
-static int usage_error(const command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static int usage_error(const command *cmd, const char *fmt, ...)
 {
     char msg[1024], name[64];
@@ -135,8 +130,7 @@ static void report_pg(ctl *c, const char *what, const PGresult *res)
 /* ------------------------------------------------------------------------------------------- */
 /* Small helpers */
 
-static bool parse_int(const char *s, long long min, long long max, long long *out) WUR;
-static bool parse_int(const char *s, long long min, long long max, long long *out)
+static WUR bool parse_int(const char *s, long long min, long long max, long long *out)
 {
     char *end;
     if (!s || !*s)
@@ -164,8 +158,7 @@ static const char *opt_value(command *cmd, const char *name)
 }
 
 /* Reads a whole file ("-" for stdin) into out, NUL-terminated (not counted in out->len). */
-static int read_file(const char *path, jd_buf *out) WUR;
-static int read_file(const char *path, jd_buf *out)
+static WUR int read_file(const char *path, jd_buf *out)
 {
     bool is_stdin = strcmp(path, "-") == 0;
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
@@ -202,8 +195,7 @@ fail:
 }
 
 /* Writes text (plus a newline) to path, or to stdout when path is NULL or "-". */
-static int write_output(const char *path, const char *text) WUR;
-static int write_output(const char *path, const char *text)
+static WUR int write_output(const char *path, const char *text)
 {
     if (!path || strcmp(path, "-") == 0) {
         if (printf("%s\n", text) < 0 || fflush(stdout) != 0) {
@@ -251,8 +243,7 @@ static char *json_short(const json_t *v)
 /* Database */
 
 /* Connects on first use, so that commands check their arguments before needing a database. */
-static int db_connect(ctl *c) WUR;
-static int db_connect(ctl *c)
+static WUR int db_connect(ctl *c)
 {
     if (c->conn)
         return 0;
@@ -277,10 +268,8 @@ static int db_connect(ctl *c)
 
 /* Runs sql with text parameters (NULL for SQL NULL). Returns the result, or NULL after printing
  * "journeyctl: what: error". */
-static PGresult *db_exec(ctl *c, const char *what, const char *sql, int n,
-                         const char *const *params) WUR;
-static PGresult *db_exec(ctl *c, const char *what, const char *sql, int n,
-                         const char *const *params)
+static WUR PGresult *db_exec(ctl *c, const char *what, const char *sql, int n,
+                             const char *const *params)
 {
     if (db_connect(c) != 0)
         return NULL;
@@ -295,10 +284,8 @@ static PGresult *db_exec(ctl *c, const char *what, const char *sql, int n,
 }
 
 /* Runs a query returning one value. *out gets a copy (NULL for SQL NULL or no row). */
-static int db_value(ctl *c, const char *what, const char *sql, int n, const char *const *params,
-                    char **out) WUR;
-static int db_value(ctl *c, const char *what, const char *sql, int n, const char *const *params,
-                    char **out)
+static WUR int db_value(ctl *c, const char *what, const char *sql, int n, const char *const *params,
+                        char **out)
 {
     *out = NULL;
     PGresult *res = db_exec(c, what, sql, n, params);
@@ -317,10 +304,8 @@ static int db_value(ctl *c, const char *what, const char *sql, int n, const char
 }
 
 /* Runs a query returning one JSON value; *out gets it parsed (NULL for SQL NULL). */
-static int db_json(ctl *c, const char *what, const char *sql, int n, const char *const *params,
-                   json_t **out) WUR;
-static int db_json(ctl *c, const char *what, const char *sql, int n, const char *const *params,
-                   json_t **out)
+static WUR int db_json(ctl *c, const char *what, const char *sql, int n, const char *const *params,
+                       json_t **out)
 {
     char *text = NULL;
     *out = NULL;
@@ -338,8 +323,7 @@ static int db_json(ctl *c, const char *what, const char *sql, int n, const char 
     return 0;
 }
 
-static int site_id_for_key(ctl *c, const char *key, char **id) WUR;
-static int site_id_for_key(ctl *c, const char *key, char **id)
+static WUR int site_id_for_key(ctl *c, const char *key, char **id)
 {
     const char *p[] = {key};
     if (db_value(c, "site", "SELECT id FROM sites WHERE key = $1", 1, p, id) != 0)
@@ -356,7 +340,6 @@ static int site_id_for_key(ctl *c, const char *key, char **id)
 
 static int cmd_site_create(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)pos, (void)npos;
     const char *name = opt_value(c->cmd, "name");
     opt *origins = opt_get(c->cmd, "origin");
     const char *mode = opt_value(c->cmd, "consent-mode");
@@ -392,10 +375,11 @@ static int cmd_site_create(ctl *c, const command *cmd, char **pos, size_t npos)
         goto fail;
     }
     const char *p[] = {name, arr.data, mode, c->actor};
-    if (db_json(c, "site create",
-                "SELECT jd_site_create($1::text, ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
-                " $3::text, $4::text)::text",
-                4, p, &res) != 0)
+    if (db_json(
+            c, "site create",
+            "SELECT jd_site_create($1::text, ARRAY(SELECT jsonb_array_elements_text($2::jsonb)),"
+            " $3::text, $4::text)::text",
+            4, p, &res) != 0)
         goto fail;
     json_t *id = json_object_get(res, "id"), *key = json_object_get(res, "key");
     if (!json_is_integer(id) || !json_is_string(key)) {
@@ -412,7 +396,6 @@ fail:
 
 static int cmd_token_create(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)pos, (void)npos;
     const char *name = opt_value(c->cmd, "name"), *scope = opt_value(c->cmd, "scope");
     const char *site = opt_value(c->cmd, "site"), *days = opt_value(c->cmd, "expires-days");
     long long d = 0;
@@ -443,7 +426,6 @@ static int cmd_token_create(ctl *c, const command *cmd, char **pos, size_t npos)
 
 static int cmd_token_revoke(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)npos;
     long long id;
     char *out = NULL;
     if (!parse_int(pos[0], 1, INT64_MAX, &id))
@@ -476,12 +458,14 @@ static void print_summary(const json_t *v)
     }
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)v, key, val) {
+    json_object_foreach((json_t *)v, key, val)
+    {
         if (json_is_array(val)) {
             printf("%s: %zu\n", key, json_array_size(val));
             size_t i;
             json_t *item;
-            json_array_foreach(val, i, item) {
+            json_array_foreach(val, i, item)
+            {
                 char *s = json_short(item);
                 printf("  %s\n", s ? s : "?");
                 free(s);
@@ -496,7 +480,6 @@ static void print_summary(const json_t *v)
 
 static int cmd_map_apply(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)cmd, (void)npos;
     jd_buf text;
     json_t *doc = NULL, *res = NULL;
     char *compact = NULL;
@@ -534,7 +517,6 @@ fail:
 
 static int cmd_map_dump(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)pos, (void)npos;
     const char *map = opt_value(c->cmd, "map");
     long long id;
     char *text = NULL, *pretty = NULL;
@@ -563,253 +545,6 @@ fail:
 /* ------------------------------------------------------------------------------------------- */
 /* import */
 
-typedef struct reject {
-    long long line;
-    char *reason;
-} reject;
-
-typedef struct import {
-    jd_buf rows;      /* the rows' JSON objects, back to back */
-    size_t *offsets;  /* where each row starts in rows.data; offsets[count] = rows.len */
-    size_t count, cap;
-    reject *rejects;
-    size_t nrejects, rcap;
-    const char *file;
-} import;
-
-static bool add_reject(import *im, long long line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4))) WUR;
-static bool add_reject(import *im, long long line, const char *fmt, ...)
-{
-    if (im->nrejects == im->rcap) {
-        size_t cap = im->rcap ? im->rcap * 2 : 64;
-        reject *r = realloc(im->rejects, cap * sizeof(*r));
-        if (!r)
-            return false;
-        im->rejects = r;
-        im->rcap = cap;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    im->rejects[im->nrejects].line = line;
-    im->rejects[im->nrejects].reason = strdup(msg);
-    if (!im->rejects[im->nrejects].reason)
-        return false;
-    im->nrejects++;
-    return true;
-}
-
-/* Closes the row being built in im->rows (started at offset start). */
-static bool end_row(import *im, size_t start) WUR;
-static bool end_row(import *im, size_t start)
-{
-    if (im->count + 1 >= im->cap) {
-        size_t cap = im->cap ? im->cap * 2 : 1024;
-        size_t *o = realloc(im->offsets, cap * sizeof(*o));
-        if (!o)
-            return false;
-        im->offsets = o;
-        im->cap = cap;
-    }
-    im->offsets[im->count++] = start;
-    im->offsets[im->count] = im->rows.len;
-    return jd_buf_ok(&im->rows);
-}
-
-static int finding_column(const char *name, size_t len)
-{
-    while (len > 0 && (*name == ' ' || *name == '\t'))
-        name++, len--;
-    while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\t'))
-        len--;
-    for (size_t i = 0; i < N_FINDING_COLUMNS; i++)
-        if (strlen(FINDING_COLUMNS[i]) == len && strncasecmp(FINDING_COLUMNS[i], name, len) == 0)
-            return (int)i;
-    return -1;
-}
-
-static int load_csv(import *im, const char *data, size_t len) WUR;
-static int load_csv(import *im, const char *data, size_t len)
-{
-    jd_csv csv;
-    int col_of[MAX_HEADER_COLUMNS];
-    size_t ncols = 0;
-    int rc = 1, r;
-    jd_csv_init(&csv, data, len);
-    r = jd_csv_next(&csv);
-    if (r == 0) {
-        errorf("%s: the file is empty (expected a header row)", im->file);
-        goto fail;
-    }
-    if (r < 0)
-        goto parse_error;
-    ncols = csv.nfields;
-    if (ncols > MAX_HEADER_COLUMNS) {
-        errorf("%s:%zu: %zu columns in the header, at most %d", im->file, csv.record_line, ncols,
-               MAX_HEADER_COLUMNS);
-        goto fail;
-    }
-    for (size_t i = 0; i < ncols; i++) {
-        size_t n;
-        const char *name = jd_csv_field(&csv, i, &n);
-        col_of[i] = finding_column(name, n);
-        if (col_of[i] < 0) {
-            errorf("%s:%zu: unknown column \"%s\" (the columns are persona, stage, touchpoint, "
-                   "action, thought, emotion, obstacle, quote, interviewee, date, goal_reached)",
-                   im->file, csv.record_line, name);
-            goto fail;
-        }
-        for (size_t k = 0; k < i; k++)
-            if (col_of[k] == col_of[i]) {
-                errorf("%s:%zu: column \"%s\" appears twice", im->file, csv.record_line,
-                       FINDING_COLUMNS[col_of[i]]);
-                goto fail;
-            }
-    }
-    while ((r = jd_csv_next(&csv)) == 1) {
-        if (csv.nfields != ncols) {
-            if (!add_reject(im, (long long)csv.record_line, "%zu fields, the header has %zu",
-                            csv.nfields, ncols))
-                goto oom;
-            continue;
-        }
-        size_t start = im->rows.len;
-        jd_buf_printf(&im->rows, "{\"line\":%zu", csv.record_line);
-        for (size_t i = 0; i < ncols; i++) {
-            size_t n;
-            const char *v = jd_csv_field(&csv, i, &n);
-            if (n == 0)
-                continue; /* an empty cell is a value not given */
-            jd_buf_puts(&im->rows, ",\"");
-            jd_buf_puts(&im->rows, FINDING_COLUMNS[col_of[i]]);
-            jd_buf_puts(&im->rows, "\":");
-            jd_buf_json_string(&im->rows, v, n);
-        }
-        jd_buf_puts(&im->rows, "}");
-        if (!end_row(im, start))
-            goto oom;
-    }
-    if (r < 0)
-        goto parse_error;
-    rc = 0;
-    goto fail;
-parse_error:
-    errorf("%s:%zu: %s", im->file, csv.error_line, csv.error);
-    goto fail;
-oom:
-    errorf("out of memory");
-fail:
-    jd_csv_free(&csv);
-    return rc;
-}
-
-/* Fills lines[i] with the physical line where element i of the (valid) JSON array text starts. */
-static void json_element_lines(const char *d, size_t len, long long *lines, size_t n)
-{
-    size_t p = 0;
-    long long line = 1;
-    while (p < len && d[p] != '[')
-        line += d[p++] == '\n';
-    p++;
-    for (size_t i = 0; i < n; i++) {
-        while (p < len && (d[p] == ' ' || d[p] == '\t' || d[p] == '\r' || d[p] == '\n' || d[p] == ','))
-            line += d[p++] == '\n';
-        lines[i] = line;
-        int depth = 0;
-        for (; p < len; p++) {
-            char ch = d[p];
-            if (ch == '"') {
-                for (p++; p < len && d[p] != '"'; p++)
-                    if (d[p] == '\\')
-                        p++;
-            } else if (ch == '\n') {
-                line++;
-            } else if (ch == '[' || ch == '{') {
-                depth++;
-            } else if (ch == ']' || ch == '}') {
-                if (depth == 0)
-                    break;
-                depth--;
-            } else if (ch == ',' && depth == 0) {
-                break;
-            }
-        }
-    }
-}
-
-static int load_json(import *im, const char *data, size_t len) WUR;
-static int load_json(import *im, const char *data, size_t len)
-{
-    json_error_t err;
-    long long *lines = NULL;
-    int rc = 1;
-    json_t *doc = json_loadb(data, len, 0, &err);
-    if (!doc) {
-        errorf("%s:%d:%d: %s", im->file, err.line, err.column, err.text);
-        return 1;
-    }
-    if (!json_is_array(doc)) {
-        errorf("%s: expected a JSON array of objects", im->file);
-        goto fail;
-    }
-    size_t n = json_array_size(doc);
-    lines = calloc(n ? n : 1, sizeof(*lines));
-    if (!lines)
-        goto oom;
-    json_element_lines(data, len, lines, n);
-    for (size_t i = 0; i < n; i++) {
-        json_t *row = json_array_get(doc, i);
-        const char *key, *bad = NULL;
-        json_t *val;
-        if (!json_is_object(row)) {
-            if (!add_reject(im, lines[i], "not a JSON object"))
-                goto oom;
-            continue;
-        }
-        json_object_foreach(row, key, val) {
-            if (finding_column(key, strlen(key)) < 0 || strchr(key, ' ')) {
-                bad = "is not a findings column";
-                break;
-            }
-            if (json_is_object(val) || json_is_array(val)) {
-                bad = "must be a string, number, boolean or null";
-                break;
-            }
-        }
-        if (bad) {
-            if (!add_reject(im, lines[i], "field \"%s\" %s", key, bad))
-                goto oom;
-            continue;
-        }
-        size_t start = im->rows.len;
-        jd_buf_printf(&im->rows, "{\"line\":%lld", lines[i]);
-        json_object_foreach(row, key, val) {
-            char *v = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
-            if (!v)
-                goto oom;
-            jd_buf_puts(&im->rows, ",");
-            jd_buf_json_string(&im->rows, key, strlen(key));
-            jd_buf_puts(&im->rows, ":");
-            jd_buf_puts(&im->rows, v);
-            free(v);
-        }
-        jd_buf_puts(&im->rows, "}");
-        if (!end_row(im, start))
-            goto oom;
-    }
-    rc = 0;
-    goto fail;
-oom:
-    errorf("out of memory");
-fail:
-    free(lines);
-    json_decref(doc);
-    return rc;
-}
-
 static void progress(size_t done, size_t total)
 {
     if (!isatty(STDERR_FILENO) || total == 0)
@@ -822,11 +557,9 @@ static void progress(size_t done, size_t total)
     fflush(stderr);
 }
 
-/* Sends rows [from, to) in one jd_import_findings call; adds to *accepted and im->rejects. */
-static int send_rows(ctl *c, import *im, const char *map, size_t from, size_t to, bool atomic,
-                     long long *accepted) WUR;
-static int send_rows(ctl *c, import *im, const char *map, size_t from, size_t to, bool atomic,
-                     long long *accepted)
+/* Sends rows [from, to) in one jd_import_findings call; adds to *accepted and f->rejects. */
+static WUR int send_rows(ctl *c, jd_findings *f, const char *map, size_t from, size_t to,
+                         bool atomic, long long *accepted)
 {
     jd_buf arr;
     json_t *res = NULL;
@@ -836,7 +569,7 @@ static int send_rows(ctl *c, import *im, const char *map, size_t from, size_t to
     for (size_t i = from; i < to; i++) {
         if (i > from)
             jd_buf_puts(&arr, ",");
-        jd_buf_append(&arr, im->rows.data + im->offsets[i], im->offsets[i + 1] - im->offsets[i]);
+        jd_buf_append(&arr, f->rows.data + f->offsets[i], f->offsets[i + 1] - f->offsets[i]);
     }
     jd_buf_puts(&arr, "]");
     jd_buf_append(&arr, "", 1);
@@ -846,8 +579,8 @@ static int send_rows(ctl *c, import *im, const char *map, size_t from, size_t to
     }
     const char *p[] = {map, arr.data, atomic ? "true" : "false", c->actor};
     if (db_json(c, "import",
-                "SELECT jd_import_findings($1::bigint, $2::jsonb, $3::boolean, $4::text)::text",
-                4, p, &res) != 0)
+                "SELECT jd_import_findings($1::bigint, $2::jsonb, $3::boolean, $4::text)::text", 4,
+                p, &res) != 0)
         goto fail;
     json_t *acc = json_object_get(res, "accepted"), *errs = json_object_get(res, "errors");
     if (!json_is_integer(acc) || (errs && !json_is_array(errs))) {
@@ -857,11 +590,12 @@ static int send_rows(ctl *c, import *im, const char *map, size_t from, size_t to
     *accepted += json_integer_value(acc);
     size_t i;
     json_t *e;
-    json_array_foreach(errs, i, e) {
+    json_array_foreach(errs, i, e)
+    {
         json_t *line = json_object_get(e, "line"), *reason = json_object_get(e, "reason");
         char *why = json_short(reason);
-        bool ok = add_reject(im, json_is_integer(line) ? json_integer_value(line) : 0, "%s",
-                             why ? why : "rejected");
+        bool ok = jd_findings_add_reject(f, json_is_integer(line) ? json_integer_value(line) : 0,
+                                         "%s", why ? why : "rejected");
         free(why);
         if (!ok) {
             errorf("out of memory");
@@ -875,31 +609,22 @@ fail:
     return rc;
 }
 
-static int cmp_reject(const void *a, const void *b)
-{
-    const reject *x = a, *y = b;
-    return (x->line > y->line) - (x->line < y->line);
-}
-
 static int cmd_import(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)npos;
     const char *map = opt_value(c->cmd, "map"), *chunk_opt = opt_value(c->cmd, "chunk-size");
-    bool atomic = opt_value(c->cmd, "atomic") != NULL;
+    const char *file = pos[0];
+    bool atomic = opt_value(c->cmd, "atomic") != NULL, in_tx = false;
     long long map_id, chunk = DEFAULT_CHUNK, accepted = 0;
-    import im;
+    jd_findings f;
     jd_buf text;
     char *exists = NULL;
-    bool in_tx = false;
     int rc = 1;
     if (!map || !parse_int(map, 1, INT64_MAX, &map_id))
         return usage_error(cmd, "--map ID (a positive whole number) is required");
     if (chunk_opt && !parse_int(chunk_opt, 1, 100000, &chunk))
         return usage_error(cmd, "--chunk-size must be a whole number from 1 to 100000");
-    memset(&im, 0, sizeof(im));
-    jd_buf_init(&im.rows);
+    jd_findings_init(&f);
     jd_buf_init(&text);
-    im.file = pos[0];
     const char *p[] = {map};
     if (db_value(c, "import", "SELECT id FROM maps WHERE id = $1::bigint", 1, p, &exists) != 0)
         goto fail;
@@ -907,28 +632,33 @@ static int cmd_import(ctl *c, const command *cmd, char **pos, size_t npos)
         errorf("import: no map %lld", map_id);
         goto fail;
     }
-    if (read_file(pos[0], &text) != 0)
+    if (read_file(file, &text) != 0)
         goto fail;
-    size_t flen = strlen(pos[0]);
-    bool is_json = flen > 5 && strcasecmp(pos[0] + flen - 5, ".json") == 0;
-    if (!is_json && !(flen > 4 && strcasecmp(pos[0] + flen - 4, ".csv") == 0)) {
-        const char *s = text.data;
-        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-            s++;
-        is_json = *s == '[';
+    /* .json or .csv decide; otherwise a file starting with '[' is JSON. */
+    size_t flen = strlen(file);
+    bool is_json = flen > 5 && strcasecmp(file + flen - 5, ".json") == 0;
+    if (!is_json && !(flen > 4 && strcasecmp(file + flen - 4, ".csv") == 0))
+        is_json = text.data[strspn(text.data, " \t\r\n")] == '[';
+    bool loaded = is_json ? jd_findings_load_json(&f, text.data, text.len)
+                          : jd_findings_load_csv(&f, text.data, text.len);
+    if (!loaded) {
+        if (f.error_line)
+            errorf("%s:%zu: %s", file, f.error_line, f.error);
+        else
+            errorf("%s: %s", file, f.error);
+        goto fail;
     }
-    if ((is_json ? load_json(&im, text.data, text.len) : load_csv(&im, text.data, text.len)) != 0)
-        goto fail;
     if (atomic) {
+        /* One call in one transaction, rolled back when any row (ours or the database's) is bad. */
         PGresult *r = db_exec(c, "import", "BEGIN", 0, NULL);
         if (!r)
             goto fail;
         PQclear(r);
         in_tx = true;
-        progress(0, im.count);
-        if (im.count > 0 && send_rows(c, &im, map, 0, im.count, true, &accepted) != 0)
+        progress(0, f.count);
+        if (f.count > 0 && send_rows(c, &f, map, 0, f.count, true, &accepted) != 0)
             goto fail;
-        bool keep = im.nrejects == 0;
+        bool keep = f.nrejects == 0;
         r = db_exec(c, "import", keep ? "COMMIT" : "ROLLBACK", 0, NULL);
         if (!r)
             goto fail;
@@ -936,42 +666,35 @@ static int cmd_import(ctl *c, const command *cmd, char **pos, size_t npos)
         in_tx = false;
         if (!keep)
             accepted = 0;
-        progress(im.count, im.count);
+        progress(f.count, f.count);
     } else {
-        for (size_t from = 0; from < im.count; from += (size_t)chunk) {
-            size_t to = from + (size_t)chunk < im.count ? from + (size_t)chunk : im.count;
-            progress(from, im.count);
-            if (send_rows(c, &im, map, from, to, false, &accepted) != 0) {
-                /* Each row starts with {"line":L (8 characters, then L). */
+        for (size_t from = 0; from < f.count; from += (size_t)chunk) {
+            size_t to = from + (size_t)chunk < f.count ? from + (size_t)chunk : f.count;
+            progress(from, f.count);
+            if (send_rows(c, &f, map, from, to, false, &accepted) != 0) {
                 errorf("import stopped at line %lld; %lld rows of the file were stored before",
-                       strtoll(im.rows.data + im.offsets[from] + 8, NULL, 10),
-                       accepted);
+                       f.lines[from], accepted);
                 goto fail;
             }
         }
-        progress(im.count, im.count);
+        progress(f.count, f.count);
     }
-    if (im.nrejects > 1)
-        qsort(im.rejects, im.nrejects, sizeof(*im.rejects), cmp_reject);
-    printf("accepted %lld, rejected %zu\n", accepted, im.nrejects);
-    for (size_t i = 0; i < im.nrejects; i++)
-        printf("line %lld: %s\n", im.rejects[i].line, im.rejects[i].reason);
+    jd_findings_sort_rejects(&f);
+    printf("accepted %lld, rejected %zu\n", accepted, f.nrejects);
+    for (size_t i = 0; i < f.nrejects; i++)
+        printf("line %lld: %s\n", f.rejects[i].line, f.rejects[i].reason);
     fflush(stdout);
-    if (im.nrejects == 0)
+    if (f.nrejects == 0)
         rc = 0;
     else if (atomic)
-        errorf("import: %zu rows rejected; nothing stored (--atomic)", im.nrejects);
+        errorf("import: %zu rows rejected; nothing stored (--atomic)", f.nrejects);
     else
-        errorf("import: %zu rows rejected, %lld stored", im.nrejects, accepted);
+        errorf("import: %zu rows rejected, %lld stored", f.nrejects, accepted);
 fail:
     if (in_tx)
         PQclear(PQexec(c->conn, "ROLLBACK"));
-    for (size_t i = 0; i < im.nrejects; i++)
-        free(im.rejects[i].reason);
-    free(im.rejects);
-    free(im.offsets);
+    jd_findings_free(&f);
     free(exists);
-    jd_buf_free(&im.rows);
     jd_buf_free(&text);
     return rc;
 }
@@ -981,7 +704,6 @@ fail:
 
 static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)pos, (void)npos;
     const char *site = opt_value(c->cmd, "site"), *resp = opt_value(c->cmd, "respondent");
     const char *email = opt_value(c->cmd, "email");
     char *site_id = NULL;
@@ -998,8 +720,8 @@ static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
     if (site_id_for_key(c, site, &site_id) != 0)
         goto fail;
     const char *p[] = {site_id, resp, email};
-    if (db_json(c, "erase", "SELECT jd_erase($1::bigint, $2::uuid, $3::text)::text", 3, p,
-                &res) != 0)
+    if (db_json(c, "erase", "SELECT jd_erase($1::bigint, $2::uuid, $3::text)::text", 3, p, &res) !=
+        0)
         goto fail;
     /* The counts in a fixed order, then any others jd_erase may add. */
     static const char *const order[] = {"respondents", "answers", "touch_events", "sessions"};
@@ -1008,8 +730,10 @@ static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
     printf("erased");
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
         if (json_is_integer(json_object_get(res, order[i])))
-            printf(" %s=%lld", order[i], (long long)json_integer_value(json_object_get(res, order[i])));
-    json_object_foreach(res, key, val) {
+            printf(" %s=%lld", order[i],
+                   (long long)json_integer_value(json_object_get(res, order[i])));
+    json_object_foreach(res, key, val)
+    {
         bool shown = false;
         for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
             shown |= strcmp(key, order[i]) == 0 && json_is_integer(val);
@@ -1028,7 +752,6 @@ fail:
 
 static int cmd_access(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)pos, (void)npos;
     const char *site = opt_value(c->cmd, "site"), *resp = opt_value(c->cmd, "respondent");
     char *site_id = NULL, *text = NULL, *pretty = NULL;
     int rc = 1;
@@ -1071,10 +794,8 @@ static void api_reply_free(api_reply *r)
     memset(r, 0, sizeof(*r));
 }
 
-static int api_call(ctl *c, const char *method, const char *path, const char *query_json,
-                    const char *body, api_reply *out) WUR;
-static int api_call(ctl *c, const char *method, const char *path, const char *query_json,
-                    const char *body, api_reply *out)
+static WUR int api_call(ctl *c, const char *method, const char *path, const char *query_json,
+                        const char *body, api_reply *out)
 {
     const char *p[] = {method, path, query_json, body, c->actor};
     memset(out, 0, sizeof(*out));
@@ -1143,7 +864,6 @@ static void json_urldecoded(jd_buf *out, const char *text, size_t len)
 
 static int cmd_api(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)npos;
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     const char *data = opt_value(c->cmd, "data");
     char *method = pos[0], *path = pos[1];
@@ -1250,7 +970,8 @@ static void print_table(const json_t *items)
             cols[ncols++] = preferred[i];
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)first, key, val) {
+    json_object_foreach((json_t *)first, key, val)
+    {
         bool seen = false;
         for (size_t i = 0; i < ncols; i++)
             seen |= strcmp(cols[i], key) == 0;
@@ -1293,7 +1014,6 @@ static void print_table(const json_t *items)
 
 static int cmd_audit(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)pos, (void)npos;
     const char *limit = opt_value(c->cmd, "limit");
     long long n = 20;
     char query[64], msg[512];
@@ -1335,7 +1055,6 @@ fail:
 
 static int cmd_identity_sign(ctl *c, const command *cmd, char **pos, size_t npos)
 {
-    (void)c, (void)pos, (void)npos;
     const char *secret = opt_value(c->cmd, "secret"), *sub = opt_value(c->cmd, "sub");
     const char *ttl_opt = opt_value(c->cmd, "ttl");
     long long ttl = 3600;
@@ -1360,16 +1079,25 @@ static int cmd_identity_sign(ctl *c, const command *cmd, char **pos, size_t npos
 /* ------------------------------------------------------------------------------------------- */
 /* Command table, argument parsing, main */
 
-#define O_ARG(n, s) {.name = n, .short_name = s, .has_arg = true}
-#define O_MULTI(n) {.name = n, .has_arg = true, .multi = true}
-#define O_FLAG(n, s) {.name = n, .short_name = s}
+#define O_ARG(n, s)                                                                                \
+    {                                                                                              \
+        .name = n, .short_name = s, .has_arg = true                                                \
+    }
+#define O_MULTI(n)                                                                                 \
+    {                                                                                              \
+        .name = n, .has_arg = true, .multi = true                                                  \
+    }
+#define O_FLAG(n, s)                                                                               \
+    {                                                                                              \
+        .name = n, .short_name = s                                                                 \
+    }
 
+/* clang-format off */
 static command COMMANDS[] = {
     {"site", "create", "--name NAME --origin ORIGIN [--origin ORIGIN ...] [--consent-mode MODE]",
      "Creates a site and prints its id and its key (the widget's data-site). MODE is\n"
      "none-required (default), opt-in or cookieless.",
-     0, 0, cmd_site_create,
-     {O_ARG("name", 0), O_MULTI("origin"), O_ARG("consent-mode", 0)}},
+     0, 0, cmd_site_create, {O_ARG("name", 0), O_MULTI("origin"), O_ARG("consent-mode", 0)}},
     {"token", "create", "--name NAME --scope read|admin [--site KEY] [--expires-days DAYS]",
      "Creates an admin API bearer token and prints its id and the raw token, once: only a hash\n"
      "is stored. --site limits it to one site; without --expires-days it does not expire.",
@@ -1399,9 +1127,10 @@ static command COMMANDS[] = {
      "reports zeros.",
      0, 0, cmd_erase, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("email", 0)}},
     {"access", NULL, "--site KEY --respondent UUID [-o FILE]",
-     "Prints everything stored about one respondent as JSON (right of access).", 0, 0, cmd_access, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("output", 'o')}},
-    {"audit", NULL, "[--limit N]", "Shows the most recent audit log entries (default 20).", 0, 0,
-     cmd_audit, {O_ARG("limit", 0)}},
+     "Prints everything stored about one respondent as JSON (right of access).",
+     0, 0, cmd_access, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("output", 'o')}},
+    {"audit", NULL, "[--limit N]", "Shows the most recent audit log entries (default 20).",
+     0, 0, cmd_audit, {O_ARG("limit", 0)}},
     {"api", NULL, "METHOD PATH [--data JSON|@FILE] [-i]",
      "Calls the admin API (jd_admin) directly with full privileges, for scripting. PATH is like\n"
      "/sites or /maps/3/personas?limit=10 (a leading /api/v1 is dropped). Prints the response\n"
@@ -1413,6 +1142,7 @@ static command COMMANDS[] = {
      "database.",
      0, 0, cmd_identity_sign, {O_ARG("secret", 0), O_ARG("sub", 0), O_ARG("ttl", 0)}},
 };
+/* clang-format on */
 #define N_COMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 
 static void print_usage(FILE *f)
@@ -1432,8 +1162,8 @@ static void print_usage(FILE *f)
 static void print_command_help(const command *cmd)
 {
     char name[64];
-    printf("usage: journeyctl [--database-url URL] %s %s\n\n%s\n", cmd_name(cmd, name, sizeof(name)),
-           cmd->synopsis, cmd->help);
+    printf("usage: journeyctl [--database-url URL] %s %s\n\n%s\n",
+           cmd_name(cmd, name, sizeof(name)), cmd->synopsis, cmd->help);
 }
 
 /* Parses a command's arguments. Returns 0, USAGE after a message, or -1 for --help. */
@@ -1472,7 +1202,8 @@ static int parse_args(ctl *c, command *cmd, int argc, char **argv, char **pos, s
         } else if (!only_pos && a[0] == '-' && a[1] && !a[2]) {
             if (a[1] == 'h')
                 return -1;
-            for (size_t k = 0; k < sizeof(cmd->opts) / sizeof(cmd->opts[0]) && cmd->opts[k].name; k++)
+            for (size_t k = 0; k < sizeof(cmd->opts) / sizeof(cmd->opts[0]) && cmd->opts[k].name;
+                 k++)
                 if (cmd->opts[k].short_name == a[1])
                     o = &cmd->opts[k];
             if (!o)

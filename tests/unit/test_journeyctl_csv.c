@@ -1,6 +1,7 @@
 /* journeyctl's strict RFC 4180 reader: quoted fields, embedded commas and newlines, doubled
  * quotes, CRLF and LF line ends, the physical line where each record starts, bad quoting and
- * invalid UTF-8 refused with the line number, blank lines and a byte order mark skipped. */
+ * invalid UTF-8 refused with the line number, blank lines and a byte order mark skipped. And the
+ * findings loader: header mapping, rows as JSON with their line, rejects, JSON element lines. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -92,7 +93,7 @@ static void test_bad_quoting_reports_line(void **state)
           "L1:a|b\nL2:1|2\nERR L3: quote inside an unquoted field (quote the whole field and "
           "double the quote)\n");
     check("a\n\"ok\"x,1\n", "L1:a\nERR L2: unexpected text after a closing quote (a quote inside "
-                             "a quoted field must be doubled)\n");
+                            "a quoted field must be doubled)\n");
     check("a\nb\n\"never\nclosed,1\n2\n",
           "L1:a\nL2:b\nERR L3: quoted field opened on line 3 is never closed\n");
     check("a\rb\n", "ERR L1: carriage return without a line feed outside quotes\n");
@@ -152,6 +153,93 @@ static void test_many_records(void **state)
     jd_buf_free(&in);
 }
 
+/* The loaded rows, one per line, then the rejects ("! L reason"). */
+static char *findings_text(const jd_findings *f)
+{
+    jd_buf out;
+    jd_buf_init(&out);
+    for (size_t i = 0; i < f->count; i++) {
+        jd_buf_append(&out, f->rows.data + f->offsets[i], f->offsets[i + 1] - f->offsets[i]);
+        jd_buf_printf(&out, " @%lld\n", f->lines[i]);
+    }
+    for (size_t i = 0; i < f->nrejects; i++)
+        jd_buf_printf(&out, "! %lld %s\n", f->rejects[i].line, f->rejects[i].reason);
+    jd_buf_append(&out, "", 1);
+    return out.data;
+}
+
+static void test_findings_csv(void **state)
+{
+    (void)state;
+    jd_findings f;
+    jd_findings_init(&f);
+    const char *csv = " Persona ,STAGE,quote,emotion\r\n"
+                      "budget-parent,awareness,\"too \"\"dear\"\",\r\nreally\",2\r\n"
+                      "busy-professional,purchase,,\r\n"
+                      "x,y\r\n";
+    assert_true(jd_findings_load_csv(&f, csv, strlen(csv)));
+    char *got = findings_text(&f);
+    assert_string_equal(
+        got, "{\"line\":2,\"persona\":\"budget-parent\",\"stage\":\"awareness\","
+             "\"quote\":\"too \\\"dear\\\",\\u000d\\u000areally\",\"emotion\":\"2\"} @2\n"
+             "{\"line\":4,\"persona\":\"busy-professional\",\"stage\":\"purchase\"}"
+             " @4\n"
+             "! 5 2 fields, the header has 4\n");
+    free(got);
+    jd_findings_free(&f);
+
+    const char *unknown = "persona,colour\nbudget-parent,red\n";
+    assert_false(jd_findings_load_csv(&f, unknown, strlen(unknown)));
+    assert_int_equal(f.error_line, 1);
+    assert_non_null(strstr(f.error, "unknown column \"colour\""));
+    jd_findings_free(&f);
+
+    const char *twice = "stage,Stage\n";
+    assert_false(jd_findings_load_csv(&f, twice, strlen(twice)));
+    assert_non_null(strstr(f.error, "appears twice"));
+    jd_findings_free(&f);
+
+    const char *broken = "persona\nok\nbad\"quote\n";
+    assert_false(jd_findings_load_csv(&f, broken, strlen(broken)));
+    assert_int_equal(f.error_line, 3);
+    jd_findings_free(&f);
+
+    assert_false(jd_findings_load_csv(&f, "", 0));
+    assert_non_null(strstr(f.error, "empty"));
+    jd_findings_free(&f);
+}
+
+static void test_findings_json(void **state)
+{
+    (void)state;
+    jd_findings f;
+    jd_findings_init(&f);
+    const char *json = "[\n"
+                       "  {\"persona\": \"budget-parent\", \"quote\": \"a ] } , [ { \\\" x\",\n"
+                       "   \"emotion\": 4, \"goal_reached\": true},\n"
+                       "  7,\n"
+                       "  {\"persona\": \"x\", \"colour\": \"red\"},\n"
+                       "  {\"emotion\": [1]}, {\"stage\": null}\n"
+                       "]\n";
+    assert_true(jd_findings_load_json(&f, json, strlen(json)));
+    char *got = findings_text(&f);
+    assert_string_equal(got, "{\"line\":2,\"persona\":\"budget-parent\",\"quote\":\"a ] } , [ { "
+                             "\\\" x\",\"emotion\":4,\"goal_reached\":true} @2\n"
+                             "{\"line\":6,\"stage\":null} @6\n"
+                             "! 4 not a JSON object\n"
+                             "! 5 field \"colour\" is not a findings column\n"
+                             "! 6 field \"emotion\" must be a string, number, boolean or null\n");
+    free(got);
+    jd_findings_free(&f);
+
+    assert_false(jd_findings_load_json(&f, "{\"a\":1}", 7));
+    assert_non_null(strstr(f.error, "array"));
+    jd_findings_free(&f);
+    assert_false(jd_findings_load_json(&f, "[\n{\"a\":", 7));
+    assert_int_equal(f.error_line, 2);
+    jd_findings_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +252,8 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8_rejected_with_line),
         cmocka_unit_test(test_utf8_validator),
         cmocka_unit_test(test_many_records),
+        cmocka_unit_test(test_findings_csv),
+        cmocka_unit_test(test_findings_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
