@@ -1074,3 +1074,408 @@ BEGIN
     END IF;
     RETURN new_id;
 END $$;
+
+-- A tagging rule of a site. url/referrer: {"pattern": "...", "op": "contains|exact|not_contains|
+-- starts_with|ends_with|regex"}; utm: {"source"|"medium"|"campaign"|"term"|"content": "..."};
+-- persona_attribute: {"attribute": "plan", "value": "pro"}; screener: {"survey": slug|id,
+-- "question": key, "equals"|"in"|"min"+"max": ...}. Stage, touchpoint and persona must belong to
+-- the rule's map (given as `map`, or the site's only map).
+CREATE FUNCTION jd__put_rule(p_site bigint, p_id bigint, p_body jsonb, p_prefix text DEFAULT '')
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v jsonb := jd__check(p_body, '{"kind":"text","match":"object","map":"ref?","stage":"ref?",
+        "touchpoint":"ref?","persona":"ref?","position":"int","stage_id":"int?","touchpoint_id":"int?",
+        "persona_id":"int?"}', p_prefix);
+    old tagging_rules;
+    n tagging_rules;
+    k text;
+    sv_id bigint;
+BEGIN
+    IF p_id IS NOT NULL THEN
+        SELECT * INTO old FROM tagging_rules WHERE id = p_id;
+        n := old;
+    END IF;
+    n.site_id := p_site;
+    n.kind := coalesce(v ->> 'kind', old.kind);
+    IF n.kind IS NULL THEN
+        PERFORM jd__need(v, 'kind', p_prefix);
+    ELSIF NOT n.kind IN ('url', 'referrer', 'utm', 'persona_attribute', 'screener') THEN
+        PERFORM jd__fail(400, 'invalid_value', 'kind must be url, referrer, utm, persona_attribute or screener', p_prefix || 'kind');
+    END IF;
+    n.match := coalesce(v -> 'match', old.match, '{}');
+    n.position := coalesce((v ->> 'position')::int, old.position,
+                           jd__next_position('tagging_rules', 'site_id', p_site));
+    IF v ? 'map' AND jsonb_typeof(v -> 'map') <> 'null' THEN
+        SELECT id INTO n.map_id FROM maps
+         WHERE site_id = p_site AND (CASE WHEN jsonb_typeof(v -> 'map') = 'number'
+                                          THEN id::text = v ->> 'map' ELSE slug = v ->> 'map' END);
+        IF n.map_id IS NULL THEN
+            PERFORM jd__fail(400, 'unknown_map', format('map %s is not a map of this site', v -> 'map'), p_prefix || 'map');
+        END IF;
+    ELSIF v ? 'map' THEN
+        n.map_id := NULL;
+    ELSIF n.map_id IS NULL AND (SELECT count(*) FROM maps WHERE site_id = p_site) = 1 THEN
+        n.map_id := (SELECT id FROM maps WHERE site_id = p_site);
+    END IF;
+    FOREACH k IN ARRAY ARRAY['stage', 'touchpoint', 'persona'] LOOP
+        IF (v ? k OR v ? (k || '_id')) AND n.map_id IS NULL
+           AND jsonb_typeof(coalesce(v -> k, v -> (k || '_id'))) <> 'null' THEN
+            PERFORM jd__fail(400, 'missing_field', 'name the map (field "map") the rule''s stage, touchpoint or persona belong to',
+                             p_prefix || 'map');
+        END IF;
+    END LOOP;
+    IF v ? 'stage' OR v ? 'stage_id' THEN
+        n.stage_id := jd__resolve('stages', n.map_id, coalesce(v -> 'stage', v -> 'stage_id'), 'stage', p_prefix || 'stage');
+    END IF;
+    IF v ? 'touchpoint' OR v ? 'touchpoint_id' THEN
+        n.touchpoint_id := jd__resolve('touchpoints', n.map_id, coalesce(v -> 'touchpoint', v -> 'touchpoint_id'),
+                                       'touchpoint', p_prefix || 'touchpoint');
+    END IF;
+    IF v ? 'persona' OR v ? 'persona_id' THEN
+        n.persona_id := jd__resolve('personas', n.map_id, coalesce(v -> 'persona', v -> 'persona_id'), 'persona',
+                                    p_prefix || 'persona');
+    END IF;
+    -- A map change must still hold the references (a persona from another map is refused).
+    IF n.map_id IS NOT NULL THEN
+        IF n.stage_id IS NOT NULL AND (SELECT map_id FROM stages WHERE id = n.stage_id) <> n.map_id THEN
+            PERFORM jd__fail(400, 'wrong_map', 'the stage belongs to another map', p_prefix || 'stage');
+        END IF;
+        IF n.touchpoint_id IS NOT NULL AND (SELECT map_id FROM touchpoints WHERE id = n.touchpoint_id) <> n.map_id THEN
+            PERFORM jd__fail(400, 'wrong_map', 'the touchpoint belongs to another map', p_prefix || 'touchpoint');
+        END IF;
+        IF n.persona_id IS NOT NULL AND (SELECT map_id FROM personas WHERE id = n.persona_id) <> n.map_id THEN
+            PERFORM jd__fail(400, 'wrong_map', 'the persona belongs to another map', p_prefix || 'persona');
+        END IF;
+    END IF;
+    PERFORM jd__check_allowed(n.stage_id, n.touchpoint_id, p_prefix || 'touchpoint');
+    CASE n.kind
+    WHEN 'url', 'referrer' THEN
+        IF jsonb_typeof(n.match -> 'pattern') IS DISTINCT FROM 'string' OR n.match ->> 'pattern' = '' THEN
+            PERFORM jd__fail(400, 'missing_field', 'match.pattern is required', p_prefix || 'match.pattern');
+        END IF;
+        IF NOT coalesce(n.match ->> 'op', 'contains') IN ('exact', 'contains', 'not_contains', 'starts_with', 'ends_with', 'regex') THEN
+            PERFORM jd__fail(400, 'invalid_value', 'match.op must be exact, contains, not_contains, starts_with, ends_with or regex',
+                             p_prefix || 'match.op');
+        END IF;
+        IF n.match ->> 'op' = 'regex' THEN
+            PERFORM jd__check_regex(n.match ->> 'pattern', p_prefix || 'match.pattern');
+        END IF;
+        IF n.kind = 'url' AND n.stage_id IS NULL AND n.touchpoint_id IS NULL THEN
+            PERFORM jd__fail(400, 'missing_field', 'a url rule sets a stage, a touchpoint or both', p_prefix || 'stage');
+        ELSIF n.kind = 'referrer' AND n.touchpoint_id IS NULL THEN
+            PERFORM jd__fail(400, 'missing_field', 'a referrer rule sets a touchpoint', p_prefix || 'touchpoint');
+        END IF;
+    WHEN 'utm' THEN
+        IF n.match = '{}' OR EXISTS (SELECT 1 FROM jsonb_each(n.match) e
+                                      WHERE NOT e.key IN ('source', 'medium', 'campaign', 'term', 'content')
+                                         OR jsonb_typeof(e.value) <> 'string') THEN
+            PERFORM jd__fail(400, 'invalid_value', 'match holds one or more of source, medium, campaign, term, content (strings)',
+                             p_prefix || 'match');
+        END IF;
+        IF n.touchpoint_id IS NULL THEN
+            PERFORM jd__fail(400, 'missing_field', 'a utm rule sets a touchpoint', p_prefix || 'touchpoint');
+        END IF;
+    WHEN 'persona_attribute' THEN
+        IF jsonb_typeof(n.match -> 'attribute') IS DISTINCT FROM 'string' OR NOT n.match ? 'value' THEN
+            PERFORM jd__fail(400, 'missing_field', 'match needs "attribute" and "value"', p_prefix || 'match.attribute');
+        END IF;
+        IF n.persona_id IS NULL THEN
+            PERFORM jd__fail(400, 'missing_field', 'a persona rule assigns a persona', p_prefix || 'persona');
+        END IF;
+    WHEN 'screener' THEN
+        SELECT s.id INTO sv_id FROM surveys s
+         WHERE s.map_id = n.map_id AND (s.slug = n.match ->> 'survey' OR s.id::text = n.match ->> 'survey');
+        IF sv_id IS NULL THEN
+            PERFORM jd__fail(400, 'unknown_survey', 'match.survey is not a survey of the rule''s map', p_prefix || 'match.survey');
+        END IF;
+        n.match := jd__norm_show_if(n.match - 'survey', p_prefix || 'match') || jsonb_build_object('survey', n.match -> 'survey');
+        IF NOT EXISTS (SELECT 1 FROM questions q WHERE q.survey_id = sv_id AND q.key = n.match ->> 'question'
+                          AND q.retired_at IS NULL) THEN
+            PERFORM jd__fail(400, 'unknown_question', format('no question "%s" in that survey', n.match ->> 'question'),
+                             p_prefix || 'match.question');
+        END IF;
+        IF n.persona_id IS NULL THEN
+            PERFORM jd__fail(400, 'missing_field', 'a screener rule assigns a persona', p_prefix || 'persona');
+        END IF;
+    END CASE;
+    IF p_id IS NULL THEN
+        INSERT INTO tagging_rules (site_id, map_id, kind, match, stage_id, touchpoint_id, persona_id, position)
+        VALUES (n.site_id, n.map_id, n.kind, n.match, n.stage_id, n.touchpoint_id, n.persona_id, n.position)
+        RETURNING id INTO n.id;
+    ELSE
+        UPDATE tagging_rules SET map_id = n.map_id, kind = n.kind, match = n.match, stage_id = n.stage_id,
+               touchpoint_id = n.touchpoint_id, persona_id = n.persona_id, position = n.position
+         WHERE id = p_id;
+    END IF;
+    RETURN n.id;
+END $$;
+
+-- ===========================================================================================
+-- 4. Route handlers: f(ctx, method, params (path captures), query, body) -> jd_api_resp
+-- ===========================================================================================
+
+-- The site of an object, after 404 (unknown id) and 403 (another site's object) checks.
+CREATE FUNCTION jd__site_of(p_ctx jd_api_ctx, p_type text, p_id text)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    i bigint := jd__id(p_id);
+    s bigint;
+BEGIN
+    s := CASE p_type
+        WHEN 'site' THEN (SELECT id FROM sites WHERE id = i)
+        WHEN 'map' THEN (SELECT site_id FROM maps WHERE id = i)
+        WHEN 'stage' THEN (SELECT m.site_id FROM stages x JOIN maps m ON m.id = x.map_id WHERE x.id = i)
+        WHEN 'survey' THEN (SELECT m.site_id FROM surveys x JOIN maps m ON m.id = x.map_id WHERE x.id = i)
+        WHEN 'rule' THEN (SELECT site_id FROM tagging_rules WHERE id = i)
+        END;
+    IF s IS NULL THEN
+        PERFORM jd__fail(404, 'not_found', format('no %s with id %s', p_type, p_id));
+    END IF;
+    PERFORM jd__site_check(p_ctx, s);
+    RETURN s;
+END $$;
+
+-- Is this object still referenced by stored evidence? (deleting it needs ?force=true)
+CREATE FUNCTION jd__evidence_count(p_type text, p_id bigint)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT CASE p_type
+        WHEN 'site' THEN (SELECT count(*) FROM answers WHERE site_id = p_id)
+        WHEN 'map' THEN (SELECT count(*) FROM answers WHERE map_id = p_id)
+        WHEN 'persona' THEN (SELECT count(*) FROM answers WHERE persona_id = p_id)
+        WHEN 'stage' THEN (SELECT count(*) FROM answers WHERE stage_id = p_id)
+        WHEN 'touchpoint' THEN (SELECT count(*) FROM answers WHERE touchpoint_id = p_id)
+        WHEN 'obstacle' THEN (SELECT count(*) FROM answers a JOIN obstacles o ON o.map_id = a.map_id
+                                WHERE o.id = p_id AND p_id = ANY (a.obstacle_ids))
+        WHEN 'survey' THEN (SELECT count(*) FROM answers WHERE survey_id = p_id)
+        ELSE 0 END
+$$;
+
+CREATE FUNCTION jd__delete_guard(p_query jsonb, p_type text, p_id bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint := jd__evidence_count(p_type, p_id);
+BEGIN
+    IF n > 0 AND NOT jd__qbool(p_query, 'force') THEN
+        PERFORM jd__fail(409, 'has_evidence',
+            format('%s answers refer to this %s; archive it instead, or delete with ?force=true', n, p_type));
+    END IF;
+END $$;
+
+-- Lists rows of p_table matching p_where ($1 = p_arg) as p_json(x), ordered, paginated.
+CREATE FUNCTION jd__list_rows(p_table regclass, p_where text, p_arg bigint, p_order text, p_json text,
+                              p_query jsonb)
+RETURNS jd_api_resp LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    pg record;
+    items jsonb;
+    total bigint;
+BEGIN
+    pg := jd__page(p_query);
+    EXECUTE format('SELECT (SELECT coalesce(jsonb_agg(%s ORDER BY %s), ''[]'') FROM
+                              (SELECT * FROM %s x WHERE %s ORDER BY %s LIMIT $2 OFFSET $3) x),
+                           (SELECT count(*) FROM %s x WHERE %s)',
+                   p_json, p_order, p_table, p_where, p_order, p_table, p_where)
+       INTO items, total USING p_arg, pg.lim, pg.off;
+    RETURN jd__list(items, total, pg.lim, pg.off);
+END $$;
+
+-- /maps/{id}/<children>[/{cid}] for personas, stages, touchpoints, obstacles and surveys.
+CREATE FUNCTION jd__map_children(p_ctx jd_api_ctx, p_method text, p text[], p_query jsonb, p_body text,
+                                 p_table regclass, p_type text, p_order text, p_json text, p_put text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    site bigint := jd__site_of(p_ctx, 'map', p[1]);
+    mid bigint := p[1]::bigint;
+    cid bigint;
+    b jsonb;
+    obj jsonb;
+BEGIN
+    IF p[2] IS NULL THEN
+        IF p_method = 'GET' THEN
+            RETURN jd__list_rows(p_table, 'x.map_id = $1', mid, p_order, p_json, p_query);
+        END IF;
+        b := jd__body_object(p_body);
+        EXECUTE format('SELECT %I($1, NULL, $2)', p_put) INTO cid USING mid, b;
+        EXECUTE format('SELECT %s FROM %s x WHERE x.id = $1', p_json, p_table) INTO obj USING cid;
+        PERFORM jd__audit(p_ctx, 'create', p_type, cid::text, site, b);
+        RETURN jd__ok(obj, 201);
+    END IF;
+    cid := jd__id(p[2]);
+    EXECUTE format('SELECT %s FROM %s x WHERE x.id = $1 AND x.map_id = $2', p_json, p_table)
+       INTO obj USING cid, mid;
+    IF obj IS NULL THEN
+        RETURN jd__error(404, 'not_found', format('no %s with id %s in map %s', p_type, p[2], p[1]));
+    END IF;
+    IF p_method = 'GET' THEN
+        RETURN jd__ok(obj);
+    ELSIF p_method = 'PATCH' THEN
+        b := jd__body_object(p_body);
+        EXECUTE format('SELECT %I($1, $2, $3)', p_put) USING mid, cid, b;
+        EXECUTE format('SELECT %s FROM %s x WHERE x.id = $1', p_json, p_table) INTO obj USING cid;
+        PERFORM jd__audit(p_ctx, 'update', p_type, cid::text, site, b);
+        RETURN jd__ok(obj);
+    END IF;
+    -- DELETE
+    PERFORM jd__delete_guard(p_query, p_type, cid);
+    EXECUTE format('DELETE FROM %s WHERE id = $1', p_table) USING cid;
+    IF p_type = 'stage' THEN
+        UPDATE stages s SET position = o.rn
+          FROM (SELECT id, row_number() OVER (ORDER BY position, id) AS rn FROM stages WHERE stages.map_id = mid) o
+         WHERE s.id = o.id AND s.position <> o.rn;
+    END IF;
+    PERFORM jd__audit(p_ctx, 'delete', p_type, cid::text, site, obj);
+    RETURN jd__ok(jsonb_build_object('deleted', true, 'id', cid));
+END $$;
+
+CREATE FUNCTION jd__h_personas(c jd_api_ctx, m text, p text[], q jsonb, b text) RETURNS jd_api_resp
+LANGUAGE sql AS $$ SELECT jd__map_children(c, m, p, q, b, 'personas', 'persona', 'x.position, x.id', 'to_jsonb(x)', 'jd__put_persona') $$;
+CREATE FUNCTION jd__h_stages(c jd_api_ctx, m text, p text[], q jsonb, b text) RETURNS jd_api_resp
+LANGUAGE sql AS $$ SELECT jd__map_children(c, m, p, q, b, 'stages', 'stage', 'x.position, x.id', 'to_jsonb(x)', 'jd__put_stage') $$;
+CREATE FUNCTION jd__h_touchpoints(c jd_api_ctx, m text, p text[], q jsonb, b text) RETURNS jd_api_resp
+LANGUAGE sql AS $$ SELECT jd__map_children(c, m, p, q, b, 'touchpoints', 'touchpoint', 'x.position, x.id', 'jd__touchpoint_json(x.id)', 'jd__put_touchpoint') $$;
+CREATE FUNCTION jd__h_obstacles(c jd_api_ctx, m text, p text[], q jsonb, b text) RETURNS jd_api_resp
+LANGUAGE sql AS $$ SELECT jd__map_children(c, m, p, q, b, 'obstacles', 'obstacle', 'x.position, x.id', 'to_jsonb(x)', 'jd__put_obstacle') $$;
+CREATE FUNCTION jd__h_surveys(c jd_api_ctx, m text, p text[], q jsonb, b text) RETURNS jd_api_resp
+LANGUAGE sql AS $$ SELECT jd__map_children(c, m, p, q, b, 'surveys', 'survey', 'x.id', 'to_jsonb(x)', 'jd__put_survey') $$;
+
+-- /sites and /sites/{id}
+CREATE FUNCTION jd__h_sites(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    sid bigint;
+    body jsonb;
+    obj jsonb;
+BEGIN
+    IF p[1] IS NULL THEN
+        IF m = 'GET' THEN
+            RETURN jd__list_rows('sites', '$1::bigint IS NULL OR x.id = $1', c.site_id, 'x.id', 'jd__site_json(x.id)', q);
+        END IF;
+        IF c.site_id IS NOT NULL THEN
+            PERFORM jd__fail(403, 'forbidden', 'a token restricted to one site cannot create sites');
+        END IF;
+        body := jd__body_object(b);
+        sid := jd__put_site(NULL, body);
+        PERFORM jd__audit(c, 'create', 'site', sid::text, sid, body);
+        RETURN jd__ok(jd__site_json(sid), 201);
+    END IF;
+    sid := jd__site_of(c, 'site', p[1]);
+    IF m = 'GET' THEN
+        RETURN jd__ok(jd__site_json(sid));
+    ELSIF m = 'PATCH' THEN
+        body := jd__body_object(b);
+        PERFORM jd__put_site(sid, body);
+        PERFORM jd__audit(c, 'update', 'site', sid::text, sid, body);
+        RETURN jd__ok(jd__site_json(sid));
+    END IF;
+    IF c.site_id IS NOT NULL THEN
+        PERFORM jd__fail(403, 'forbidden', 'a token restricted to one site cannot delete it');
+    END IF;
+    PERFORM jd__delete_guard(q, 'site', sid);
+    obj := jd__site_json(sid);
+    DELETE FROM sites WHERE id = sid;
+    PERFORM jd__audit(c, 'delete', 'site', sid::text, sid, obj);
+    RETURN jd__ok(jsonb_build_object('deleted', true, 'id', sid));
+END $$;
+
+-- The site a request names (?site= or "site" in a body: id or key); NULL when not named.
+CREATE FUNCTION jd__site_ref(c jd_api_ctx, p_ref text, p_field text)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    sid bigint;
+BEGIN
+    IF p_ref IS NULL OR p_ref = '' THEN
+        RETURN NULL;
+    END IF;
+    SELECT id INTO sid FROM sites WHERE id = jd__id(p_ref) OR key = p_ref ORDER BY id = jd__id(p_ref) DESC LIMIT 1;
+    IF sid IS NULL THEN
+        PERFORM jd__fail(400, 'unknown_site', format('no site "%s"', p_ref), p_field);
+    END IF;
+    PERFORM jd__site_check(c, sid);
+    RETURN sid;
+END $$;
+
+-- /maps and /maps/{id}. POST accepts optional stages, touchpoints, personas and obstacles arrays;
+-- without stages (touchpoints) the defaults are created.
+CREATE FUNCTION jd__h_maps(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    sid bigint;
+    mid bigint;
+    body jsonb;
+    e jsonb;
+    i int;
+    k text;
+    obj jsonb;
+BEGIN
+    IF p[1] IS NULL THEN
+        IF m = 'GET' THEN
+            sid := coalesce(jd__site_ref(c, q ->> 'site', 'site'), c.site_id);
+            RETURN jd__list_rows('maps', '$1::bigint IS NULL OR x.site_id = $1', sid, 'x.id', 'jd__map_json(x.id)', q);
+        END IF;
+        body := jd__body_object(b);
+        IF jsonb_typeof(body -> 'site') NOT IN ('string', 'number') AND body ? 'site' THEN
+            PERFORM jd__fail(400, 'invalid_type', 'site must be a site id or key', 'site');
+        END IF;
+        sid := coalesce(jd__site_ref(c, body ->> 'site', 'site'), jd__site_ref(c, q ->> 'site', 'site'), c.site_id);
+        IF sid IS NULL THEN
+            PERFORM jd__fail(400, 'missing_field', 'name the site of the map ("site": id or key)', 'site');
+        END IF;
+        FOREACH k IN ARRAY ARRAY['stages', 'touchpoints', 'personas', 'obstacles'] LOOP
+            IF body ? k AND jsonb_typeof(body -> k) <> 'array' THEN
+                PERFORM jd__fail(400, 'invalid_type', format('%s must be an array', k), k);
+            END IF;
+        END LOOP;
+        mid := jd__put_map(sid, NULL, body - 'site' - 'stages' - 'touchpoints' - 'personas' - 'obstacles');
+        i := 0;
+        FOR e IN SELECT * FROM jsonb_array_elements(coalesce(body -> 'stages', '[]')) LOOP
+            IF jsonb_typeof(e) <> 'object' THEN
+                PERFORM jd__fail(400, 'invalid_type', 'a stage is an object', format('stages[%s]', i));
+            END IF;
+            PERFORM jd__put_stage(mid, NULL, e, format('stages[%s].', i));
+            i := i + 1;
+        END LOOP;
+        PERFORM jd__map_defaults(mid, NOT body ? 'stages', false);
+        i := 0;
+        FOR e IN SELECT * FROM jsonb_array_elements(coalesce(body -> 'touchpoints', '[]')) LOOP
+            IF jsonb_typeof(e) <> 'object' THEN
+                PERFORM jd__fail(400, 'invalid_type', 'a touchpoint is an object', format('touchpoints[%s]', i));
+            END IF;
+            PERFORM jd__put_touchpoint(mid, NULL, e, format('touchpoints[%s].', i));
+            i := i + 1;
+        END LOOP;
+        PERFORM jd__map_defaults(mid, false, NOT body ? 'touchpoints');
+        i := 0;
+        FOR e IN SELECT * FROM jsonb_array_elements(coalesce(body -> 'personas', '[]')) LOOP
+            IF jsonb_typeof(e) <> 'object' THEN
+                PERFORM jd__fail(400, 'invalid_type', 'a persona is an object', format('personas[%s]', i));
+            END IF;
+            PERFORM jd__put_persona(mid, NULL, e, format('personas[%s].', i));
+            i := i + 1;
+        END LOOP;
+        i := 0;
+        FOR e IN SELECT * FROM jsonb_array_elements(coalesce(body -> 'obstacles', '[]')) LOOP
+            IF jsonb_typeof(e) <> 'object' THEN
+                PERFORM jd__fail(400, 'invalid_type', 'an obstacle is an object', format('obstacles[%s]', i));
+            END IF;
+            PERFORM jd__put_obstacle(mid, NULL, e, format('obstacles[%s].', i));
+            i := i + 1;
+        END LOOP;
+        PERFORM jd__audit(c, 'create', 'map', mid::text, sid, body);
+        RETURN jd__ok(jd__map_json(mid), 201);
+    END IF;
+    sid := jd__site_of(c, 'map', p[1]);
+    mid := p[1]::bigint;
+    IF m = 'GET' THEN
+        RETURN jd__ok(jd__map_json(mid));
+    ELSIF m = 'PATCH' THEN
+        body := jd__body_object(b);
+        PERFORM jd__put_map(sid, mid, body);
+        PERFORM jd__audit(c, 'update', 'map', mid::text, sid, body);
+        RETURN jd__ok(jd__map_json(mid));
+    END IF;
+    PERFORM jd__delete_guard(q, 'map', mid);
+    obj := jd__map_json(mid);
+    DELETE FROM maps WHERE id = mid;
+    PERFORM jd__audit(c, 'delete', 'map', mid::text, sid, obj);
+    RETURN jd__ok(jsonb_build_object('deleted', true, 'id', mid));
+END $$;
