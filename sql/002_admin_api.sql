@@ -1479,3 +1479,478 @@ BEGIN
     PERFORM jd__audit(c, 'delete', 'map', mid::text, sid, obj);
     RETURN jd__ok(jsonb_build_object('deleted', true, 'id', mid));
 END $$;
+
+-- /stages/{id}/resources[/{rid}]
+CREATE FUNCTION jd__h_resources(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    site bigint := jd__site_of(c, 'stage', p[1]);
+    st bigint := p[1]::bigint;
+    rid bigint;
+    body jsonb;
+    obj jsonb;
+BEGIN
+    IF p[2] IS NULL THEN
+        IF m = 'GET' THEN
+            RETURN jd__list_rows('stage_resources', 'x.stage_id = $1', st, 'x.position, x.id', 'to_jsonb(x)', q);
+        END IF;
+        body := jd__body_object(b);
+        rid := jd__put_resource(st, NULL, body);
+        PERFORM jd__audit(c, 'create', 'resource', rid::text, site, body);
+        RETURN jd__ok((SELECT to_jsonb(x) FROM stage_resources x WHERE id = rid), 201);
+    END IF;
+    rid := jd__id(p[2]);
+    SELECT to_jsonb(x) INTO obj FROM stage_resources x WHERE x.id = rid AND x.stage_id = st;
+    IF obj IS NULL THEN
+        RETURN jd__error(404, 'not_found', format('no resource with id %s in stage %s', p[2], p[1]));
+    END IF;
+    IF m = 'GET' THEN
+        RETURN jd__ok(obj);
+    ELSIF m = 'PATCH' THEN
+        body := jd__body_object(b);
+        PERFORM jd__put_resource(st, rid, body);
+        PERFORM jd__audit(c, 'update', 'resource', rid::text, site, body);
+        RETURN jd__ok((SELECT to_jsonb(x) FROM stage_resources x WHERE id = rid));
+    END IF;
+    DELETE FROM stage_resources WHERE id = rid;
+    PERFORM jd__audit(c, 'delete', 'resource', rid::text, site, obj);
+    RETURN jd__ok(jsonb_build_object('deleted', true, 'id', rid));
+END $$;
+
+-- /surveys/{id}/questions[/{qid}]. Lists show live versions (?include_retired=true: all).
+CREATE FUNCTION jd__h_questions(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    site bigint := jd__site_of(c, 'survey', p[1]);
+    sv bigint := p[1]::bigint;
+    qid bigint;
+    new_id bigint;
+    body jsonb;
+    obj jsonb;
+    old questions;
+BEGIN
+    IF p[2] IS NULL THEN
+        IF m = 'GET' THEN
+            RETURN jd__list_rows('questions',
+                CASE WHEN jd__qbool(q, 'include_retired') THEN 'x.survey_id = $1'
+                     ELSE 'x.survey_id = $1 AND x.retired_at IS NULL' END,
+                sv, 'x.position, x.key, x.version', 'jd__question_json(x.id)', q);
+        END IF;
+        body := jd__body_object(b);
+        qid := jd__put_question(sv, NULL, body);
+        PERFORM jd__audit(c, 'create', 'question', qid::text, site, body);
+        RETURN jd__ok(jd__question_json(qid), 201);
+    END IF;
+    qid := jd__id(p[2]);
+    SELECT * INTO old FROM questions x WHERE x.id = qid AND x.survey_id = sv;
+    IF NOT FOUND THEN
+        RETURN jd__error(404, 'not_found', format('no question with id %s in survey %s', p[2], p[1]));
+    END IF;
+    IF m = 'GET' THEN
+        RETURN jd__ok(jd__question_json(qid));
+    ELSIF m = 'PATCH' THEN
+        body := jd__body_object(b);
+        new_id := jd__put_question(sv, qid, body);
+        PERFORM jd__audit(c, CASE WHEN new_id <> qid THEN 'version' ELSE 'update' END, 'question', new_id::text, site,
+                          body || jsonb_build_object('previous_id', CASE WHEN new_id <> qid THEN qid END));
+        RETURN jd__ok(jd__question_json(new_id)
+                      || CASE WHEN new_id <> qid THEN jsonb_build_object('previous_id', qid, 'versioned', true)
+                              ELSE jsonb_build_object('versioned', false) END);
+    END IF;
+    -- DELETE: an answered question is retired (its answers keep it), an unanswered one removed.
+    IF old.retired_at IS NULL THEN
+        IF EXISTS (SELECT 1 FROM questions x WHERE x.survey_id = sv AND x.retired_at IS NULL AND x.id <> qid
+                      AND x.show_if ->> 'question' = old.key) THEN
+            PERFORM jd__fail(409, 'in_use', format('another question shows only if "%s" matches; change it first', old.key));
+        END IF;
+        IF (SELECT status FROM surveys WHERE id = sv) = 'live'
+           AND NOT EXISTS (SELECT 1 FROM questions x WHERE x.survey_id = sv AND x.retired_at IS NULL AND x.id <> qid) THEN
+            PERFORM jd__fail(409, 'survey_live', 'this is the last question of a live survey; archive the survey first');
+        END IF;
+    END IF;
+    obj := jd__question_json(qid);
+    IF EXISTS (SELECT 1 FROM answers a WHERE a.question_id = qid) THEN
+        UPDATE questions SET retired_at = coalesce(retired_at, now()) WHERE id = qid;
+        PERFORM jd__audit(c, 'retire', 'question', qid::text, site, obj);
+        RETURN jd__ok(jsonb_build_object('deleted', false, 'retired', true, 'id', qid));
+    END IF;
+    DELETE FROM questions WHERE id = qid;
+    PERFORM jd__audit(c, 'delete', 'question', qid::text, site, obj);
+    RETURN jd__ok(jsonb_build_object('deleted', true, 'id', qid));
+END $$;
+
+-- /sites/{id}/rules[/{rid}]
+CREATE FUNCTION jd__h_rules(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    site bigint := jd__site_of(c, 'site', p[1]);
+    rid bigint;
+    body jsonb;
+    obj jsonb;
+BEGIN
+    IF p[2] IS NULL THEN
+        IF m = 'GET' THEN
+            RETURN jd__list_rows('tagging_rules', 'x.site_id = $1', site, 'x.position, x.id', 'jd__rule_json(x.id)', q);
+        END IF;
+        body := jd__body_object(b);
+        rid := jd__put_rule(site, NULL, body);
+        PERFORM jd__audit(c, 'create', 'rule', rid::text, site, body);
+        RETURN jd__ok(jd__rule_json(rid), 201);
+    END IF;
+    rid := jd__id(p[2]);
+    IF NOT EXISTS (SELECT 1 FROM tagging_rules x WHERE x.id = rid AND x.site_id = site) THEN
+        RETURN jd__error(404, 'not_found', format('no rule with id %s in site %s', p[2], p[1]));
+    END IF;
+    IF m = 'GET' THEN
+        RETURN jd__ok(jd__rule_json(rid));
+    ELSIF m = 'PATCH' THEN
+        body := jd__body_object(b);
+        PERFORM jd__put_rule(site, rid, body);
+        PERFORM jd__audit(c, 'update', 'rule', rid::text, site, body);
+        RETURN jd__ok(jd__rule_json(rid));
+    END IF;
+    obj := jd__rule_json(rid);
+    DELETE FROM tagging_rules WHERE id = rid;
+    PERFORM jd__audit(c, 'delete', 'rule', rid::text, site, obj);
+    RETURN jd__ok(jsonb_build_object('deleted', true, 'id', rid));
+END $$;
+
+-- /interview-guide: the built-in template.
+CREATE FUNCTION jd__h_guide(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE sql STABLE AS $$
+    SELECT jd__list((SELECT jsonb_agg(to_jsonb(g) ORDER BY g.position) FROM jd_interview_guide() g), 6, 6, 0)
+$$;
+
+-- POST /surveys/{id}/interview-guide: copies the guide's questions into the survey (optional body
+-- {"stage": ..., "touchpoint": ..., "keys": [...]} to tie them to a cell or copy a subset).
+CREATE FUNCTION jd__h_guide_copy(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    site bigint := jd__site_of(c, 'survey', p[1]);
+    sv bigint := p[1]::bigint;
+    body jsonb := jd__check(jd__body_object(b, false), '{"stage":"ref?","touchpoint":"ref?","keys":"textarray"}');
+    g record;
+    ids bigint[] := '{}';
+BEGIN
+    FOR g IN SELECT * FROM jd_interview_guide() x
+              WHERE NOT body ? 'keys' OR x.key IN (SELECT jsonb_array_elements_text(body -> 'keys'))
+              ORDER BY x.position LOOP
+        ids := ids || jd__put_question(sv, NULL,
+            jsonb_build_object('key', g.key, 'prompt', g.prompt, 'lane', g.lane, 'kind', g.kind)
+            || (body - 'keys'), format('guide[%s].', g.key));
+    END LOOP;
+    PERFORM jd__audit(c, 'create', 'question', array_to_string(ids, ','), site,
+                      jsonb_build_object('from', 'interview-guide', 'survey', sv));
+    RETURN jd__ok(jsonb_build_object('items', (SELECT jsonb_agg(jd__question_json(i) ORDER BY i) FROM unnest(ids) i)), 201);
+END $$;
+
+-- /maps/{id}/document: GET dumps the map as code, PUT applies a document to this map.
+CREATE FUNCTION jd__h_document(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    site bigint := jd__site_of(c, 'map', p[1]);
+    mp maps;
+    doc jsonb;
+BEGIN
+    SELECT * INTO mp FROM maps WHERE id = p[1]::bigint;
+    IF m = 'GET' THEN
+        RETURN jd__ok(jd_map_document(mp.id));
+    END IF;
+    doc := jd__body_object(b);
+    IF doc ? 'slug' AND doc ->> 'slug' IS DISTINCT FROM mp.slug THEN
+        PERFORM jd__fail(409, 'slug_mismatch', format('the document is for map "%s", this is map "%s"', doc ->> 'slug', mp.slug), 'slug');
+    END IF;
+    IF doc ? 'site' AND doc ->> 'site' IS DISTINCT FROM (SELECT key FROM sites WHERE id = site) THEN
+        PERFORM jd__fail(409, 'site_mismatch', 'the document is for another site', 'site');
+    END IF;
+    doc := doc || jsonb_build_object('site', (SELECT key FROM sites WHERE id = site), 'slug', mp.slug);
+    RETURN jd__ok(jd_apply_map(doc, c.actor));
+END $$;
+
+-- POST /maps/{id}/import: a JSON array of findings, or {"rows": [...], "atomic": bool}
+-- (?atomic=true also works). 200 with the summary; 400 when atomic and a row is bad.
+CREATE FUNCTION jd__h_import(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    site bigint := jd__site_of(c, 'map', p[1]);
+    j jsonb := jd__body_json(b);
+    rows jsonb;
+    atomic boolean := jd__qbool(q, 'atomic');
+    res jsonb;
+BEGIN
+    IF jsonb_typeof(j) = 'array' THEN
+        rows := j;
+    ELSIF jsonb_typeof(j) = 'object' AND jsonb_typeof(j -> 'rows') = 'array' THEN
+        rows := j -> 'rows';
+        IF jsonb_typeof(j -> 'atomic') = 'boolean' THEN
+            atomic := atomic OR (j ->> 'atomic')::boolean;
+        END IF;
+    ELSE
+        PERFORM jd__fail(400, 'bad_body', 'the body is a JSON array of findings or {"rows": [...], "atomic": true|false}', 'rows');
+    END IF;
+    res := jd_import_findings(p[1]::bigint, rows, atomic, c.actor);
+    IF atomic AND (res ->> 'rejected')::int > 0 THEN
+        RETURN jd__ok(jsonb_build_object('error', jsonb_build_object(
+            'code', 'rejected_rows', 'field', 'rows',
+            'message', format('%s of %s rows are invalid; nothing was stored (atomic)', res ->> 'rejected',
+                              jsonb_array_length(rows)))) || res, 400);
+    END IF;
+    RETURN jd__ok(res);
+END $$;
+
+-- Creates a token; the raw token is returned here once and never stored (only its sha256).
+CREATE FUNCTION jd__token_new(c jd_api_ctx, p_name text, p_scope text, p_site bigint, p_expires timestamptz)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    raw text := 'jd_' || jd__base64url(jd__random_bytes(32));
+    tid bigint;
+BEGIN
+    IF p_name IS NULL OR p_name = '' THEN
+        PERFORM jd__fail(400, 'missing_field', 'a token needs a name', 'name');
+    END IF;
+    IF NOT coalesce(p_scope, '') IN ('read', 'admin') THEN
+        PERFORM jd__fail(400, 'invalid_value', 'scope must be read or admin', 'scope');
+    END IF;
+    IF p_expires IS NOT NULL AND p_expires <= now() THEN
+        PERFORM jd__fail(400, 'invalid_value', 'the expiry lies in the past', 'expires_at');
+    END IF;
+    INSERT INTO admin_tokens (site_id, name, token_hash, scope, expires_at)
+    VALUES (p_site, p_name, jd__token_hash(raw), p_scope, p_expires)
+    RETURNING id INTO tid;
+    PERFORM jd__audit(c, 'create', 'token', tid::text, p_site,
+                      jsonb_build_object('name', p_name, 'scope', p_scope, 'site_id', p_site, 'expires_at', p_expires));
+    RETURN jd__token_json(tid) || jsonb_build_object('token', raw);
+END $$;
+
+CREATE FUNCTION jd__token_revoke(c jd_api_ctx, p_id bigint)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    t admin_tokens;
+BEGIN
+    SELECT * INTO t FROM admin_tokens WHERE id = p_id;
+    IF NOT FOUND THEN
+        PERFORM jd__fail(404, 'not_found', format('no token with id %s', p_id));
+    END IF;
+    PERFORM jd__site_check(c, t.site_id);
+    UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = p_id;
+    PERFORM jd__audit(c, 'revoke', 'token', p_id::text, t.site_id, jsonb_build_object('name', t.name));
+    RETURN jd__token_json(p_id);
+END $$;
+
+-- /tokens[/{id}] (admin scope only). POST {"name", "scope": "read"|"admin", "site": id|key|null,
+-- "expires_days": n | "expires_at": timestamp} returns the raw token once. DELETE revokes.
+CREATE FUNCTION jd__h_tokens(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    body jsonb;
+    sid bigint;
+    tid bigint;
+    exp timestamptz;
+    obj jsonb;
+BEGIN
+    PERFORM jd__need_admin(c);
+    IF p[1] IS NULL THEN
+        IF m = 'GET' THEN
+            RETURN jd__list_rows('admin_tokens', '$1::bigint IS NULL OR x.site_id = $1', c.site_id, 'x.id',
+                                 'jd__token_json(x.id)', q);
+        END IF;
+        body := jd__check(jd__body_object(b), '{"name":"text","scope":"text","site":"ref?","expires_days":"int?",
+                                                  "expires_at":"text?"}');
+        IF body ? 'site' AND jsonb_typeof(body -> 'site') <> 'null' THEN
+            sid := jd__site_ref(c, body ->> 'site', 'site');
+        ELSIF c.site_id IS NOT NULL THEN
+            sid := c.site_id;
+        END IF;
+        IF (body ->> 'expires_days')::int < 1 THEN
+            PERFORM jd__fail(400, 'invalid_value', 'expires_days must be at least 1', 'expires_days');
+        END IF;
+        exp := coalesce((body ->> 'expires_at')::timestamptz, now() + make_interval(days => (body ->> 'expires_days')::int));
+        RETURN jd__ok(jd__token_new(c, jd__need(body, 'name'), coalesce(body ->> 'scope', 'read'), sid, exp), 201);
+    END IF;
+    tid := jd__id(p[1]);
+    obj := jd__token_json(tid);
+    IF obj IS NULL THEN
+        RETURN jd__error(404, 'not_found', format('no token with id %s', p[1]));
+    END IF;
+    PERFORM jd__site_check(c, (obj ->> 'site_id')::bigint);
+    IF m = 'GET' THEN
+        RETURN jd__ok(obj);
+    END IF;
+    RETURN jd__ok(jd__token_revoke(c, tid));
+END $$;
+
+-- /audit (?object_type= &object_id= &actor= &action=), newest first.
+CREATE FUNCTION jd__h_audit(c jd_api_ctx, m text, p text[], q jsonb, b text)
+RETURNS jd_api_resp LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    pg record;
+    items jsonb;
+    total bigint;
+BEGIN
+    pg := jd__page(q);
+    WITH f AS (
+        SELECT * FROM audit_log a
+         WHERE (c.site_id IS NULL OR a.site_id = c.site_id)
+           AND (q ->> 'object_type' IS NULL OR a.object_type = q ->> 'object_type')
+           AND (q ->> 'object_id' IS NULL OR a.object_id = q ->> 'object_id')
+           AND (q ->> 'actor' IS NULL OR a.actor = q ->> 'actor')
+           AND (q ->> 'action' IS NULL OR a.action = q ->> 'action'))
+    SELECT (SELECT coalesce(jsonb_agg(to_jsonb(x) ORDER BY x.id DESC), '[]')
+              FROM (SELECT * FROM f ORDER BY id DESC LIMIT pg.lim OFFSET pg.off) x),
+           (SELECT count(*) FROM f)
+      INTO items, total;
+    RETURN jd__list(items, total, pg.lim, pg.off);
+END $$;
+
+-- ===========================================================================================
+-- 5. Routing, jd_admin, jd_api
+-- ===========================================================================================
+
+-- Every route the API serves (migration 011 adds the privacy routes). {name} matches one path
+-- segment, passed to the handler as params[n]. tests/integration/api.test.mjs checks that each
+-- row is documented in proto/openapi.yaml.
+CREATE TABLE api_routes (
+    template text PRIMARY KEY,
+    methods  text[] NOT NULL,
+    handler  text NOT NULL,
+    pattern  text GENERATED ALWAYS AS ('^' || regexp_replace(template, '\{[a-z_]+\}', '([^/]+)', 'g') || '$') STORED
+);
+INSERT INTO api_routes (template, methods, handler) VALUES
+    ('/sites',                                '{GET,POST}',         'jd__h_sites'),
+    ('/sites/{id}',                           '{GET,PATCH,DELETE}', 'jd__h_sites'),
+    ('/sites/{id}/rules',                     '{GET,POST}',         'jd__h_rules'),
+    ('/sites/{id}/rules/{rid}',               '{GET,PATCH,DELETE}', 'jd__h_rules'),
+    ('/maps',                                 '{GET,POST}',         'jd__h_maps'),
+    ('/maps/{id}',                            '{GET,PATCH,DELETE}', 'jd__h_maps'),
+    ('/maps/{id}/personas',                   '{GET,POST}',         'jd__h_personas'),
+    ('/maps/{id}/personas/{pid}',             '{GET,PATCH,DELETE}', 'jd__h_personas'),
+    ('/maps/{id}/stages',                     '{GET,POST}',         'jd__h_stages'),
+    ('/maps/{id}/stages/{sid}',               '{GET,PATCH,DELETE}', 'jd__h_stages'),
+    ('/maps/{id}/touchpoints',                '{GET,POST}',         'jd__h_touchpoints'),
+    ('/maps/{id}/touchpoints/{tid}',          '{GET,PATCH,DELETE}', 'jd__h_touchpoints'),
+    ('/maps/{id}/obstacles',                  '{GET,POST}',         'jd__h_obstacles'),
+    ('/maps/{id}/obstacles/{oid}',            '{GET,PATCH,DELETE}', 'jd__h_obstacles'),
+    ('/maps/{id}/surveys',                    '{GET,POST}',         'jd__h_surveys'),
+    ('/maps/{id}/surveys/{svid}',             '{GET,PATCH,DELETE}', 'jd__h_surveys'),
+    ('/maps/{id}/document',                   '{GET,PUT}',          'jd__h_document'),
+    ('/maps/{id}/import',                     '{POST}',             'jd__h_import'),
+    ('/stages/{id}/resources',                '{GET,POST}',         'jd__h_resources'),
+    ('/stages/{id}/resources/{rid}',          '{GET,PATCH,DELETE}', 'jd__h_resources'),
+    ('/surveys/{id}/questions',               '{GET,POST}',         'jd__h_questions'),
+    ('/surveys/{id}/questions/{qid}',         '{GET,PATCH,DELETE}', 'jd__h_questions'),
+    ('/surveys/{id}/interview-guide',         '{POST}',             'jd__h_guide_copy'),
+    ('/interview-guide',                      '{GET}',              'jd__h_guide'),
+    ('/tokens',                               '{GET,POST}',         'jd__h_tokens'),
+    ('/tokens/{id}',                          '{GET,DELETE}',       'jd__h_tokens'),
+    ('/audit',                                '{GET}',              'jd__h_audit');
+
+-- Turns any error raised while handling a request into a response. Client mistakes (SQLSTATE
+-- classes 22, 23, 54 and our JDnnn) are 4xx; only a bug in this file gives 500.
+CREATE FUNCTION jd__error_response(st text, msg text, det text, hint text, col text, con text, tbl text, p_method text)
+RETURNS jd_api_resp LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    field text;
+BEGIN
+    IF st ~ '^JD[0-9]{3}$' THEN
+        RETURN jd__error(substr(st, 3)::int, coalesce(nullif(det, ''), 'error'), msg, hint);
+    END IF;
+    IF st = '23505' THEN
+        field := (regexp_match(coalesce(det, ''), 'Key \(([^)]*)\)'))[1];
+        field := btrim(regexp_replace(coalesce(field, ''), '^.*,', ''));
+        field := regexp_replace(field, '^lower\((.*)\)$', '\1');
+        RETURN jd__error(400, 'duplicate', coalesce(det, msg), nullif(field, ''));
+    ELSIF st = '23503' THEN
+        IF p_method = 'DELETE' OR det LIKE '%is still referenced%' THEN
+            RETURN jd__error(409, 'in_use', 'still in use: ' || coalesce(det, msg));
+        END IF;
+        RETURN jd__error(400, 'invalid_reference', coalesce(det, msg));
+    ELSIF st = '23514' THEN
+        field := regexp_replace(regexp_replace(coalesce(con, ''), '^' || coalesce(tbl, '') || '_', ''), '_check$', '');
+        RETURN jd__error(400, 'invalid_value', msg, CASE WHEN field IN ('', 'check') THEN NULL ELSE field END);
+    ELSIF st = '23502' THEN
+        RETURN jd__error(400, 'missing_field', format('field "%s" must not be null', col), col);
+    ELSIF st LIKE '23%' OR st LIKE '22%' THEN
+        RETURN jd__error(400, 'invalid_value', msg, nullif(col, ''));
+    ELSIF st LIKE '54%' THEN
+        RETURN jd__error(400, 'too_large', msg);
+    ELSIF st IN ('40001', '40P01', '55P03', '57014') THEN
+        RETURN jd__error(503, 'retry', 'the database is busy; retry: ' || msg);
+    END IF;
+    RETURN jd__error(500, 'internal', format('internal error (SQLSTATE %s): %s', st, msg));
+END $$;
+
+CREATE FUNCTION jd__dispatch(c jd_api_ctx, p_method text, p_path text, p_query jsonb, p_body text)
+RETURNS jd_api_resp LANGUAGE plpgsql AS $$
+DECLARE
+    path text := '/' || btrim(coalesce(p_path, ''), '/');
+    m text := upper(coalesce(p_method, ''));
+    q jsonb := CASE WHEN jsonb_typeof(p_query) = 'object' THEN p_query ELSE '{}' END;
+    r api_routes;
+    params text[];
+    resp jd_api_resp;
+    st text; msg text; det text; hint text; col text; con text; tbl text;
+BEGIN
+    IF m = 'HEAD' THEN
+        m := 'GET';
+    END IF;
+    SELECT * INTO r FROM api_routes a WHERE path ~ a.pattern LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN jd__error(404, 'not_found', format('no such resource: %s', path));
+    END IF;
+    IF NOT m = ANY (r.methods) THEN
+        RETURN jd__error(405, 'method_not_allowed',
+                         format('%s is not allowed on %s; allowed: %s', m, r.template, array_to_string(r.methods, ', ')));
+    END IF;
+    IF m <> 'GET' AND c.scope IS DISTINCT FROM 'admin' THEN
+        RETURN jd__error(403, 'forbidden', 'this token has read scope; writes need an admin-scope token');
+    END IF;
+    params := CASE WHEN position('{' IN r.template) > 0 THEN regexp_match(path, r.pattern) ELSE '{}' END;
+    BEGIN
+        EXECUTE format('SELECT * FROM %I($1, $2, $3, $4, $5)', r.handler) INTO resp USING c, m, params, q, p_body;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+                                hint = PG_EXCEPTION_HINT, col = COLUMN_NAME, con = CONSTRAINT_NAME, tbl = TABLE_NAME;
+        resp := jd__error_response(st, msg, det, hint, col, con, tbl, m);
+        IF resp.status >= 500 THEN
+            RAISE WARNING 'jd_api % %: SQLSTATE % %', m, r.template, st, msg;
+        END IF;
+    END;
+    RETURN resp;
+END $$;
+
+-- Full privileges: journeyctl calls this directly (actor 'journeyctl').
+CREATE FUNCTION jd_admin(p_method text, p_path text, p_query jsonb, p_body text, p_actor text)
+RETURNS TABLE (status int, content_type text, body text) LANGUAGE plpgsql AS $$
+DECLARE
+    resp jd_api_resp := jd__dispatch(ROW(coalesce(nullif(p_actor, ''), 'journeyctl'), 'admin', NULL, NULL)::jd_api_ctx,
+                                     p_method, p_path, p_query, p_body);
+BEGIN
+    RETURN QUERY SELECT resp.status, 'application/json'::text, resp.body::text;
+END $$;
+
+-- The daemon's entry point: authenticates the bearer token (401 when missing, unknown, expired
+-- or revoked), records its use, then dispatches with the token's scope and site. The token is
+-- looked up by sha256 only (see admin_tokens) and never stored or logged.
+CREATE FUNCTION jd_api(p_method text, p_path text, p_query jsonb, p_body text, p_token text)
+RETURNS TABLE (status int, content_type text, body text) LANGUAGE plpgsql AS $$
+DECLARE
+    t admin_tokens;
+    resp jd_api_resp;
+BEGIN
+    IF p_token IS NULL OR p_token = '' THEN
+        resp := jd__error(401, 'unauthorized', 'a bearer token is required (Authorization: Bearer <token>)');
+    ELSE
+        SELECT * INTO t FROM admin_tokens a WHERE a.token_hash = jd__token_hash(p_token);
+        IF NOT FOUND THEN
+            resp := jd__error(401, 'unauthorized', 'unknown token');
+        ELSIF t.revoked_at IS NOT NULL THEN
+            resp := jd__error(401, 'unauthorized', 'this token was revoked');
+        ELSIF t.expires_at IS NOT NULL AND t.expires_at <= now() THEN
+            resp := jd__error(401, 'unauthorized', 'this token has expired');
+        ELSE
+            UPDATE admin_tokens a SET last_used_at = now() WHERE a.id = t.id;
+            resp := jd__dispatch(ROW(t.name, t.scope, t.site_id, t.id)::jd_api_ctx, p_method, p_path, p_query, p_body);
+        END IF;
+    END IF;
+    RETURN QUERY SELECT resp.status, 'application/json'::text, resp.body::text;
+END $$;
