@@ -124,6 +124,31 @@ SELECT lives_ok(pg_temp.answer('99999999-9999-4999-8999-000000000001', 'persona_
 DELETE FROM personas WHERE slug = 'p' AND map_id = (SELECT map_id FROM fx);
 SELECT is((SELECT persona_id FROM answers WHERE client_id = '99999999-9999-4999-8999-000000000001'), NULL::bigint,
           'deleting a persona sets answers.persona_id to NULL');
+-- The same for stage, touchpoint, question and survey (parent-side triggers since 004).
+INSERT INTO stages (map_id, slug, name) SELECT map_id, 'st2', 'Stage 2' FROM fx;
+INSERT INTO touchpoints (map_id, slug, name) SELECT map_id, 'tp2', 'TP 2' FROM fx;
+INSERT INTO surveys (map_id, slug, title, status) SELECT map_id, 'sv3', 'Survey 3', 'live' FROM fx;
+INSERT INTO questions (survey_id, key, kind, prompt)
+SELECT id, 'q3', 'nps', 'Recommend?' FROM surveys WHERE slug = 'sv3' AND map_id = (SELECT map_id FROM fx);
+INSERT INTO answers (site_id, map_id, client_id, stage_id, touchpoint_id, survey_id, question_id, score)
+SELECT fx.site_id, fx.map_id, '99999999-9999-4999-8999-000000000002',
+       (SELECT id FROM stages WHERE slug = 'st2' AND map_id = fx.map_id),
+       (SELECT id FROM touchpoints WHERE slug = 'tp2' AND map_id = fx.map_id),
+       (SELECT id FROM surveys WHERE slug = 'sv3' AND map_id = fx.map_id),
+       (SELECT q.id FROM questions q JOIN surveys s ON s.id = q.survey_id WHERE s.slug = 'sv3' AND s.map_id = fx.map_id),
+       7
+  FROM fx;
+CREATE TEMP VIEW a2 AS SELECT * FROM answers WHERE client_id = '99999999-9999-4999-8999-000000000002';
+SELECT isnt((SELECT question_id FROM a2), NULL::bigint, 'fixture answer links a question');
+DELETE FROM questions WHERE key = 'q3';
+SELECT is((SELECT question_id FROM a2), NULL::bigint, 'deleting a question sets answers.question_id to NULL');
+DELETE FROM surveys WHERE slug = 'sv3';
+SELECT is((SELECT survey_id FROM a2), NULL::bigint, 'deleting a survey sets answers.survey_id to NULL');
+DELETE FROM stages WHERE slug = 'st2';
+SELECT is((SELECT stage_id FROM a2), NULL::bigint, 'deleting a stage sets answers.stage_id to NULL');
+DELETE FROM touchpoints WHERE slug = 'tp2';
+SELECT is((SELECT touchpoint_id FROM a2), NULL::bigint, 'deleting a touchpoint sets answers.touchpoint_id to NULL');
+SELECT is((SELECT score FROM a2), 7::smallint, 'the answer itself survives its parents');
 DELETE FROM sites WHERE key = 'pgtap-site-0001';
 SELECT is((SELECT count(*)::int FROM answers WHERE site_id = (SELECT site_id FROM fx)), 0, 'deleting a site deletes its answers');
 SELECT is((SELECT count(*)::int FROM sessions WHERE site_id = (SELECT site_id FROM fx)), 0, 'deleting a site deletes its sessions');
