@@ -42,7 +42,7 @@ def main():
                 f"{n(ph['latency_ms']['p99'], 1)} ms; daemon CPU {n(d['cpu_pct'])}% of a core")
 
     rows = [
-        ("COPY into `answers` (all 5 indexes, 7 foreign keys): the limit",
+        (f"COPY into `answers` ({r['postgres'].get('answers', 'as migrated')}): the limit",
          f"{n(copy)} rows/s", "yardstick", ""),
         ("COPY into a copy of `answers` without foreign keys (informative)",
          f"{n(r['copy_nofk']['rows_per_s'])} rows/s", "", ""),
@@ -89,7 +89,8 @@ def main():
     out.append(f"- machine: {m['cores']} cores ({m['cpu']}), {m['mem_kb'] // 1024:,} MiB RAM, "
                f"{m['os']}, kernel {m['kernel']}; load generator, journeyd and PostgreSQL share it; "
                f"load average at start {m.get('load_average_at_start', 'n/a')}")
-    out.append(f"- PostgreSQL {r['postgres']['version']}: {r['postgres']['settings']}")
+    out.append(f"- PostgreSQL {r['postgres']['version']}: {r['postgres']['settings']}; "
+               f"migrations {r['postgres'].get('migrations', 'n/a')}")
     out.append(f"- journeyd: `{r.get('journeyd', 'journeyd')} {r['daemon_args']}`")
     out.append(f"- command: `{r['command']}`\n")
     out.append("| figure | measured | target | verdict |")

@@ -150,10 +150,14 @@ for db in journeyd baseline; do
     psql -X -q -v ON_ERROR_STOP=1 -d "$db" -v origins='{}' -f "$ROOT/sql/demo/seed.sql" >/dev/null
 done
 sql() { psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
+# What the yardsticks and journeyd write into, as migrated now (the schema changes over time).
+ANSWERS_SHAPE="$(sql baseline "SELECT (SELECT count(*) FROM pg_index WHERE indrelid = 'answers'::regclass) || ' indexes, ' || (SELECT count(*) FROM pg_constraint WHERE conrelid = 'answers'::regclass AND contype = 'f') || ' foreign keys, ' || (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'answers'::regclass AND NOT tgisinternal) || ' triggers'")"
+MIGRATIONS="$(cd "$ROOT/sql" && ls [0-9]*.sql | tr '\n' ' ')"
+log "answers: $ANSWERS_SHAPE; migrations: $MIGRATIONS"
 
 # --- 1. yardsticks ---------------------------------------------------------------------------------
 sql baseline "CHECKPOINT" >/dev/null
-log "COPY $COPY_ROWS rows into answers (all indexes and foreign keys)"
+log "COPY $COPY_ROWS rows into answers ($ANSWERS_SHAPE)"
 run_child "$BASELINE" copy --url "$URL_BASE/baseline" --rows "$COPY_ROWS" --chunk 100000 >"$WORK/copy.json"
 cat "$WORK/copy.json" >&2
 [ "$(sql baseline 'SELECT count(*) FROM answers')" = "$COPY_ROWS" ] || { log "COPY row count mismatch"; exit 1; }
@@ -316,7 +320,7 @@ jq -n \
     --arg kernel "$(uname -r)" --arg load_start "$LOAD_START" \
     --arg os "$(. /etc/os-release && echo "$PRETTY_NAME")" \
     --arg pg "$(psql -X -At -d postgres -c 'SHOW server_version')" \
-    --arg pg_settings "$PG_SETTINGS" \
+    --arg pg_settings "$PG_SETTINGS" --arg answers_shape "$ANSWERS_SHAPE" --arg migrations "$MIGRATIONS" \
     --arg daemon_args "${DAEMON_ARGS[*]}" --arg journeyd "$JOURNEYD" \
     --argjson quick "$QUICK" \
     --slurpfile copy "$WORK/copy.json" \
@@ -335,7 +339,7 @@ jq -n \
     '{date: $date, commit: $commit, tree_dirty: $dirty, command: $command, quick: ($quick == 1),
       machine: {cores: $cores, cpu: $cpu, mem_kb: $mem_kb, kernel: $kernel, os: $os,
                 load_average_at_start: $load_start},
-      postgres: {version: $pg, settings: $pg_settings}, journeyd: $journeyd, daemon_args: $daemon_args,
+      postgres: {version: $pg, settings: $pg_settings, answers: $answers_shape, migrations: $migrations}, journeyd: $journeyd, daemon_args: $daemon_args,
       copy: $copy[0], copy_nofk: $copy_nofk[0], naive8: $naive8[0], naive64: $naive64[0],
       throughput: $throughput[0], latency: $latency[0], idle: $idle[0],
       all_sending: ($all_sending[0] // null),
