@@ -1954,3 +1954,242 @@ BEGIN
     END IF;
     RETURN QUERY SELECT resp.status, 'application/json'::text, resp.body::text;
 END $$;
+
+-- ===========================================================================================
+-- 6. Map as code
+-- ===========================================================================================
+
+-- The whole map as one document: arrays in display order (positions are implied by order),
+-- everything referenced by slug, only live question versions. jd_apply_map(jd_map_document(m))
+-- changes nothing, and dump -> apply -> dump gives the same document.
+CREATE FUNCTION jd_map_document(p_map_id bigint)
+RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'version', 1,
+        'site', s.key,
+        'slug', m.slug, 'name', m.name, 'goal', m.goal, 'scope', m.scope,
+        'customer_group', m.customer_group, 'min_evidence', m.min_evidence,
+        'personas', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'slug', p.slug, 'name', p.name, 'age_min', p.age_min, 'age_max', p.age_max,
+                'job_role', p.job_role, 'family_status', p.family_status,
+                'professional_goals', p.professional_goals, 'personal_interests', p.personal_interests,
+                'description', p.description, 'data_sources', p.data_sources) ORDER BY p.position, p.id), '[]')
+            FROM personas p WHERE p.map_id = m.id),
+        'stages', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'slug', st.slug, 'name', st.name, 'meaning', st.meaning,
+                'resources', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'kind', r.kind, 'name', r.name, 'notes', r.notes, 'owner', r.owner)
+                        ORDER BY r.position, r.id), '[]')
+                    FROM stage_resources r WHERE r.stage_id = st.id)) ORDER BY st.position, st.id), '[]')
+            FROM stages st WHERE st.map_id = m.id),
+        'touchpoints', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'slug', t.slug, 'name', t.name, 'channel', t.channel,
+                'stages', (SELECT coalesce(jsonb_agg(st.slug ORDER BY st.position, st.id), '[]')
+                             FROM touchpoint_stages ts JOIN stages st ON st.id = ts.stage_id
+                            WHERE ts.touchpoint_id = t.id)) ORDER BY t.position, t.id), '[]')
+            FROM touchpoints t WHERE t.map_id = m.id),
+        'obstacles', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'slug', o.slug, 'name', o.name, 'description', o.description) ORDER BY o.position, o.id), '[]')
+            FROM obstacles o WHERE o.map_id = m.id),
+        'surveys', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                'slug', sv.slug, 'title', sv.title, 'status', sv.status, 'locale', sv.locale,
+                'display', sv.display, 'trigger', sv.trigger,
+                'questions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'key', q.key, 'kind', q.kind, 'lane', q.lane, 'prompt', q.prompt,
+                        'required', q.required, 'options', q.options, 'stage', qs.slug,
+                        'touchpoint', qt.slug, 'show_if', q.show_if) ORDER BY q.position, q.id), '[]')
+                    FROM questions q LEFT JOIN stages qs ON qs.id = q.stage_id
+                    LEFT JOIN touchpoints qt ON qt.id = q.touchpoint_id
+                    WHERE q.survey_id = sv.id AND q.retired_at IS NULL)) ORDER BY sv.id), '[]')
+            FROM surveys sv WHERE sv.map_id = m.id))
+      FROM maps m JOIN sites s ON s.id = m.site_id
+     WHERE m.id = p_map_id
+$$;
+
+-- One array of a document: each element is an object matched by slug (derived from the name
+-- when absent) among the existing rows of p_table in p_parent_col = p_parent; returns the ids in
+-- document order after calling p_put(parent, id or NULL, element + position).
+CREATE FUNCTION jd__apply_list(p_doc jsonb, p_key text, p_table regclass, p_parent bigint, p_put text,
+                               p_prefix text, p_match_col text DEFAULT 'slug', p_name_col text DEFAULT 'name',
+                               p_strip text[] DEFAULT '{}', p_parent_col text DEFAULT 'map_id',
+                               p_position boolean DEFAULT true)
+RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+    e jsonb;
+    i int := 0;
+    ident text;
+    cur bigint;
+    ids bigint[] := '{}';
+    k text;
+BEGIN
+    IF NOT p_doc ? p_key OR jsonb_typeof(p_doc -> p_key) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_doc -> p_key) <> 'array' THEN
+        PERFORM jd__fail(400, 'invalid_type', format('%s must be an array', p_key), p_prefix || p_key);
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(p_doc -> p_key) LOOP
+        IF jsonb_typeof(e) <> 'object' THEN
+            PERFORM jd__fail(400, 'invalid_type', format('%s[%s] must be an object', p_key, i), format('%s%s[%s]', p_prefix, p_key, i));
+        END IF;
+        IF p_match_col = 'slug' THEN
+            ident := coalesce(e ->> 'slug', jd__slugify(e ->> p_name_col));
+        ELSE
+            ident := e ->> p_match_col;
+        END IF;
+        cur := NULL;
+        IF ident IS NOT NULL THEN
+            EXECUTE format('SELECT id FROM %s WHERE %I = $1 AND %s = $2 %s LIMIT 1', p_table, p_parent_col,
+                           CASE WHEN p_match_col = 'slug' THEN 'slug' ELSE format('lower(%I)', p_match_col) END,
+                           CASE WHEN p_table = 'questions'::regclass THEN 'AND retired_at IS NULL' ELSE '' END)
+               INTO cur USING p_parent, CASE WHEN p_match_col = 'slug' THEN ident ELSE lower(ident) END;
+        END IF;
+        IF cur = ANY (ids) THEN
+            PERFORM jd__fail(400, 'duplicate', format('%s[%s] repeats "%s"', p_key, i, ident),
+                             format('%s%s[%s].%s', p_prefix, p_key, i, p_match_col));
+        END IF;
+        FOREACH k IN ARRAY p_strip LOOP
+            e := e - k;
+        END LOOP;
+        EXECUTE format('SELECT %I($1, $2, $3, $4)', p_put)
+           INTO cur USING p_parent, cur, CASE WHEN p_position THEN e || jsonb_build_object('position', i + 1) ELSE e END,
+                          format('%s%s[%s].', p_prefix, p_key, i);
+        ids := ids || cur;
+        i := i + 1;
+    END LOOP;
+    RETURN ids;
+END $$;
+
+-- Applies a map document (see jd_map_document): the map is found by site + slug and created
+-- when missing; personas, stages (with resources), touchpoints, obstacles and surveys (with
+-- questions) are matched by slug (resources by name, questions by key) and created or updated.
+-- Items missing from the document are kept, unless the document says "prune": true: then they
+-- are deleted (409 when answers refer to them; answered questions are retired instead).
+-- Applying the same document twice changes nothing the second time. Errors name the field,
+-- e.g. "touchpoints[2].stages[0]".
+CREATE FUNCTION jd_apply_map(doc jsonb, actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    c jd_api_ctx := ROW(coalesce(nullif(actor, ''), 'journeyctl'), 'admin', NULL, NULL)::jd_api_ctx;
+    d jsonb;
+    sid bigint;
+    mid bigint;
+    created boolean := false;
+    before jsonb;
+    after jsonb;
+    ids bigint[];
+    st_ids bigint[];
+    sv_ids bigint[];
+    e jsonb;
+    i int;
+    prune boolean;
+    victim record;
+BEGIN
+    IF doc IS NULL OR jsonb_typeof(doc) <> 'object' THEN
+        PERFORM jd__fail(400, 'bad_body', 'a map document is a JSON object');
+    END IF;
+    d := jd__check(doc, '{"version":"int","site":"ref","slug":"text","name":"text","goal":"text","scope":"text",
+        "customer_group":"text","min_evidence":"int","personas":"array","stages":"array","touchpoints":"array",
+        "obstacles":"array","surveys":"array","prune":"bool"}');
+    IF coalesce((d ->> 'version')::int, 1) <> 1 THEN
+        PERFORM jd__fail(400, 'invalid_value', 'this server reads map documents of version 1', 'version');
+    END IF;
+    SELECT s.id INTO sid FROM sites s
+     WHERE s.key = d ->> 'site' OR (jsonb_typeof(d -> 'site') = 'number' AND s.id::text = d ->> 'site');
+    IF sid IS NULL THEN
+        PERFORM jd__fail(400, 'unknown_site', format('no site %s', coalesce(d ->> 'site', '(field "site" is required)')), 'site');
+    END IF;
+    prune := coalesce((d ->> 'prune')::boolean, false);
+    d := d || jsonb_build_object('slug', coalesce(d ->> 'slug', jd__slugify(d ->> 'name')));
+    SELECT id INTO mid FROM maps WHERE site_id = sid AND slug = d ->> 'slug';
+    IF mid IS NULL THEN
+        created := true;
+        mid := jd__put_map(sid, NULL, d - 'version' - 'site' - 'personas' - 'stages' - 'touchpoints' - 'obstacles' - 'surveys' - 'prune');
+    ELSE
+        before := jd_map_document(mid);
+        PERFORM jd__put_map(sid, mid, d - 'version' - 'site' - 'personas' - 'stages' - 'touchpoints' - 'obstacles' - 'surveys' - 'prune');
+    END IF;
+
+    st_ids := jd__apply_list(d, 'stages', 'stages', mid, 'jd__put_stage', '', p_strip => '{resources}');
+    i := 0;
+    FOR e IN SELECT * FROM jsonb_array_elements(coalesce(d -> 'stages', '[]')) LOOP
+        ids := jd__apply_list(e, 'resources', 'stage_resources', st_ids[i + 1], 'jd__put_resource',
+                              format('stages[%s].', i), 'name', p_parent_col => 'stage_id');
+        IF prune AND ids IS NOT NULL THEN
+            DELETE FROM stage_resources WHERE stage_id = st_ids[i + 1] AND NOT (id = ANY (ids));
+        END IF;
+        i := i + 1;
+    END LOOP;
+    IF created AND st_ids IS NULL THEN
+        PERFORM jd__map_defaults(mid, true, false);
+    END IF;
+    ids := jd__apply_list(d, 'touchpoints', 'touchpoints', mid, 'jd__put_touchpoint', '');
+    IF created AND ids IS NULL THEN
+        PERFORM jd__map_defaults(mid, false, true);
+    END IF;
+    IF prune AND ids IS NOT NULL THEN
+        FOR victim IN SELECT id FROM touchpoints WHERE map_id = mid AND NOT (id = ANY (ids)) LOOP
+            PERFORM jd__delete_guard('{}', 'touchpoint', victim.id);
+            DELETE FROM touchpoints WHERE id = victim.id;
+        END LOOP;
+    END IF;
+    ids := jd__apply_list(d, 'personas', 'personas', mid, 'jd__put_persona', '');
+    IF prune AND ids IS NOT NULL THEN
+        FOR victim IN SELECT id FROM personas WHERE map_id = mid AND NOT (id = ANY (ids)) LOOP
+            PERFORM jd__delete_guard('{}', 'persona', victim.id);
+            DELETE FROM personas WHERE id = victim.id;
+        END LOOP;
+    END IF;
+    ids := jd__apply_list(d, 'obstacles', 'obstacles', mid, 'jd__put_obstacle', '');
+    IF prune AND ids IS NOT NULL THEN
+        FOR victim IN SELECT id FROM obstacles WHERE map_id = mid AND NOT (id = ANY (ids)) LOOP
+            PERFORM jd__delete_guard('{}', 'obstacle', victim.id);
+            DELETE FROM obstacles WHERE id = victim.id;
+        END LOOP;
+    END IF;
+
+    -- Surveys: saved without the live check, then their questions, then checked as a whole.
+    sv_ids := jd__apply_list(d, 'surveys', 'surveys', mid, 'jd__put_survey_deferred', '', p_strip => '{questions}',
+                             p_position => false);
+    i := 0;
+    FOR e IN SELECT * FROM jsonb_array_elements(coalesce(d -> 'surveys', '[]')) LOOP
+        ids := jd__apply_list(e, 'questions', 'questions', sv_ids[i + 1], 'jd__put_question_deferred',
+                              format('surveys[%s].', i), 'key', p_parent_col => 'survey_id');
+        IF prune AND ids IS NOT NULL THEN
+            UPDATE questions q SET retired_at = now()
+             WHERE q.survey_id = sv_ids[i + 1] AND q.retired_at IS NULL AND NOT (q.id = ANY (ids))
+               AND EXISTS (SELECT 1 FROM answers a WHERE a.question_id = q.id);
+            DELETE FROM questions q
+             WHERE q.survey_id = sv_ids[i + 1] AND q.retired_at IS NULL AND NOT (q.id = ANY (ids));
+        END IF;
+        PERFORM jd__check_branching(sv_ids[i + 1], format('surveys[%s].questions', i));
+        PERFORM jd__check_live(sv_ids[i + 1], format('surveys[%s].', i));
+        i := i + 1;
+    END LOOP;
+    IF prune AND sv_ids IS NOT NULL THEN
+        FOR victim IN SELECT id FROM surveys WHERE map_id = mid AND NOT (id = ANY (sv_ids)) LOOP
+            PERFORM jd__delete_guard('{}', 'survey', victim.id);
+            DELETE FROM surveys WHERE id = victim.id;
+        END LOOP;
+    END IF;
+    IF prune AND st_ids IS NOT NULL THEN
+        FOR victim IN SELECT id FROM stages WHERE map_id = mid AND NOT (id = ANY (st_ids)) LOOP
+            PERFORM jd__delete_guard('{}', 'stage', victim.id);
+            DELETE FROM stages WHERE id = victim.id;
+        END LOOP;
+    END IF;
+
+    after := jd_map_document(mid);
+    IF created OR after IS DISTINCT FROM before THEN
+        PERFORM jd__audit(c, 'apply', 'map', mid::text, sid,
+                          jsonb_build_object('slug', d ->> 'slug', 'created', created, 'prune', prune));
+    END IF;
+    RETURN jsonb_build_object('map_id', mid, 'site_id', sid, 'slug', d ->> 'slug', 'created', created,
+                              'changed', created OR after IS DISTINCT FROM before);
+END $$;
+
+CREATE FUNCTION jd__put_survey_deferred(p_map bigint, p_id bigint, p_body jsonb, p_prefix text)
+RETURNS bigint LANGUAGE sql AS $$ SELECT jd__put_survey(p_map, p_id, p_body, p_prefix, false) $$;
+
+CREATE FUNCTION jd__put_question_deferred(p_survey bigint, p_id bigint, p_body jsonb, p_prefix text)
+RETURNS bigint LANGUAGE sql AS $$ SELECT jd__put_question(p_survey, p_id, p_body, p_prefix, false) $$;
