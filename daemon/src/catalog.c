@@ -128,7 +128,7 @@ static bool parse_site(json_t *js, jd_catalog_site *site, char *err, size_t err_
     for (size_t i = 0; i < site->n_origins; i++)
         site->origins[i] = json_string_value(json_array_get(origins, i));
     const char *redact = json_string_value(json_object_get(js, "redact"));
-    site->redact = !redact                        ? JD_REDACT_OFF
+    site->redact = !redact                         ? JD_REDACT_OFF
                    : strcmp(redact, "ingest") == 0 ? JD_REDACT_INGEST
                    : strcmp(redact, "export") == 0 ? JD_REDACT_EXPORT
                                                    : JD_REDACT_OFF;

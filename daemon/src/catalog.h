@@ -25,9 +25,19 @@ typedef enum {
     JD_Q_KIND_COUNT
 } jd_question_kind;
 
-typedef enum { JD_SLUG_PERSONA = 0, JD_SLUG_STAGE, JD_SLUG_TOUCHPOINT, JD_SLUG_OBSTACLE, JD_SLUG_KIND_COUNT } jd_slug_kind;
+typedef enum {
+    JD_SLUG_PERSONA = 0,
+    JD_SLUG_STAGE,
+    JD_SLUG_TOUCHPOINT,
+    JD_SLUG_OBSTACLE,
+    JD_SLUG_KIND_COUNT
+} jd_slug_kind;
 
-typedef enum { JD_CONSENT_NONE_REQUIRED = 0, JD_CONSENT_OPT_IN, JD_CONSENT_COOKIELESS } jd_consent_mode;
+typedef enum {
+    JD_CONSENT_NONE_REQUIRED = 0,
+    JD_CONSENT_OPT_IN,
+    JD_CONSENT_COOKIELESS
+} jd_consent_mode;
 
 typedef struct jd_catalog_question {
     int64_t id;

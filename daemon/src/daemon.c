@@ -117,7 +117,8 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
         _exit(1);
     }
     d->state = JD_DAEMON_DRAINING;
-    jd_log_info("%s: draining (send it again to exit at once)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    jd_log_info("%s: draining (send it again to exit at once)",
+                sig == SIGINT ? "SIGINT" : "SIGTERM");
     struct timeval tv = {d->config.drain_timeout, 0};
     event_add(d->drain_timer, &tv);
     jd_net_drain(d->net);
@@ -215,21 +216,24 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
     d.sigterm_ev = evsignal_new(d.base, SIGTERM, on_terminate, &d);
     d.sigint_ev = evsignal_new(d.base, SIGINT, on_terminate, &d);
     d.sighup_ev = evsignal_new(d.base, SIGHUP, on_reload, &d);
-    if (!d.net_done_ev || !d.drain_timer || !d.purge_timer || !d.sigterm_ev || !d.sigint_ev || !d.sighup_ev ||
-        event_add(d.sigterm_ev, NULL) || event_add(d.sigint_ev, NULL) ||
+    if (!d.net_done_ev || !d.drain_timer || !d.purge_timer || !d.sigterm_ev || !d.sigint_ev ||
+        !d.sighup_ev || event_add(d.sigterm_ev, NULL) || event_add(d.sigint_ev, NULL) ||
         event_add(d.sighup_ev, NULL)) {
         jd_log_error("cannot set up signal handling");
         goto done;
     }
     if (!jd_store_create(d.base, JD_STORE_INGEST, config, conninfo, &d.inbound, &d.outbound,
                          wake_net, &d, &d.store) ||
-        !jd_store_create(d.base, JD_STORE_API, config, conninfo, &d.api, &d.outbound, wake_net,
-                         &d, &d.api_store)) {
+        !jd_store_create(d.base, JD_STORE_API, config, conninfo, &d.api, &d.outbound, wake_net, &d,
+                         &d.api_store)) {
         jd_log_error("cannot create the store");
         goto done;
     }
-    jd_net_hooks hooks = {.wake_store = wake_store, .wake_api = wake_api, .db_healthy = db_healthy,
-                          .finished = net_finished, .arg = &d};
+    jd_net_hooks hooks = {.wake_store = wake_store,
+                          .wake_api = wake_api,
+                          .db_healthy = db_healthy,
+                          .finished = net_finished,
+                          .arg = &d};
     if (!jd_net_start(config, files, &d.inbound, &d.api, &d.outbound, &hooks, &d.net, err,
                       sizeof(err))) {
         files = NULL; /* taken over and freed */

@@ -83,8 +83,8 @@ static bool add_file(jd_files *set, size_t *cap, size_t *total, const char *fs_p
     return file->path != NULL;
 }
 
-static bool walk(jd_files *set, size_t *cap, size_t *total, const char *fs_dir,
-                 const char *url_dir, int depth, char *err, size_t err_len)
+static bool walk(jd_files *set, size_t *cap, size_t *total, const char *fs_dir, const char *url_dir,
+                 int depth, char *err, size_t err_len)
 {
     if (depth > 8)
         return true;

@@ -113,8 +113,8 @@ jd_identity_result jd_identity_verify(const char *token, const char *secret, int
     const char *alg = json_string_value(json_object_get(h, "alg"));
     const char *sub = json_string_value(json_object_get(p, "sub"));
     json_t *exp = json_object_get(p, "exp");
-    if (!alg || strcmp(alg, "HS256") != 0 || !sub || !sub[0] || strlen(sub) >= sizeof(out->subject) ||
-        !json_is_integer(exp))
+    if (!alg || strcmp(alg, "HS256") != 0 || !sub || !sub[0] ||
+        strlen(sub) >= sizeof(out->subject) || !json_is_integer(exp))
         goto done;
     if (json_integer_value(exp) <= now) {
         result = JD_IDENTITY_EXPIRED;

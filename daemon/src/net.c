@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JD_MAX_OUTQ 256         /* queued frames before a reader is deemed stuck */
+#define JD_MAX_OUTQ 256 /* queued frames before a reader is deemed stuck */
 #define JD_MAX_ACKS_PER_FRAME 1024
-#define JD_FLOOD_CLOSE 200      /* refused frames in a row before closing 1008 */
+#define JD_FLOOD_CLOSE 200 /* refused frames in a row before closing 1008 */
 
 typedef enum { JD_CONN_OPEN = 0, JD_CONN_CLOSING, JD_CONN_CLOSED } jd_conn_state;
 
@@ -52,7 +52,7 @@ typedef struct jd_conn {
     int out_count;
     jd_buf acks; /* "id","id",... waiting for an ack frame */
     int n_acks;
-    int inflight;   /* records pushed or stalled and not yet acked or rejected */
+    int inflight; /* records pushed or stalled and not yet acked or rejected */
     jd_record **stalled;
     size_t n_stalled, cap_stalled;
     bool rx_paused;
@@ -326,8 +326,8 @@ static int conn_writeable(jd_conn *c)
 
 static void conn_update_flow(jd_net *net, jd_conn *c)
 {
-    bool want_pause = net->state != JD_NET_SERVING || c->n_stalled > 0 ||
-                      c->inflight >= net->config.max_inflight;
+    bool want_pause =
+        net->state != JD_NET_SERVING || c->n_stalled > 0 || c->inflight >= net->config.max_inflight;
     bool want_resume = net->state == JD_NET_SERVING && c->n_stalled == 0 &&
                        c->inflight <= net->config.max_inflight / 2;
     if (!c->rx_paused && want_pause) {
@@ -426,14 +426,15 @@ static void handle_message(jd_net *net, jd_conn *c, bool binary)
     }
     if (binary) {
         jd_metrics_frame_in(JD_MSG_INVALID);
-        jd_proto_error_set(&err, JD_ERR_BAD_FRAME, NULL, "binary frames are not part of journey.v1");
+        jd_proto_error_set(&err, JD_ERR_BAD_FRAME, NULL,
+                           "binary frames are not part of journey.v1");
         conn_send_error(c, &err);
         return;
     }
     jd_proto_out out;
     jd_proto_out_init(&out);
-    bool ok = jd_proto_handle(net->catalog, c->site_key, &c->proto, c->rx.data, c->rx.len, &out,
-                              &err);
+    bool ok =
+        jd_proto_handle(net->catalog, c->site_key, &c->proto, c->rx.data, c->rx.len, &out, &err);
     jd_metrics_frame_in(out.type);
     if (!ok) {
         jd_log(JD_LOG_DEBUG, c->id, c->peer, "refused frame: %s: %s", jd_proto_error_name(err.code),
@@ -678,8 +679,8 @@ static int http_respond(struct lws *wsi, jd_pss *pss, unsigned int status, const
     jd_net *net = lws_context_user(lws_get_context(wsi));
     if (net->tls && net->config.hsts_max_age > 0) {
         char hsts[64];
-        int n = snprintf(hsts, sizeof(hsts), "max-age=%d; includeSubDomains",
-                         net->config.hsts_max_age);
+        int n =
+            snprintf(hsts, sizeof(hsts), "max-age=%d; includeSubDomains", net->config.hsts_max_age);
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)"strict-transport-security:",
                                         (const unsigned char *)hsts, n, &p, end))
             goto fail;
@@ -765,8 +766,7 @@ static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *p
     if (!method[0]) {
         static const char body[] = "{\"error\":{\"code\":\"method_not_allowed\","
                                    "\"message\":\"only GET and HEAD are served here\"}}";
-        return http_respond(wsi, pss, 405, "application/json", body, sizeof(body) - 1, false,
-                            NULL);
+        return http_respond(wsi, pss, 405, "application/json", body, sizeof(body) - 1, false, NULL);
     }
     if (strcmp(path, "/healthz") == 0) {
         char reason[256] = "", body[512];
@@ -811,20 +811,17 @@ static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *p
     if (strcmp(path, "/ws") == 0) {
         static const char body[] = "{\"error\":{\"code\":\"upgrade_required\",\"message\":"
                                    "\"/ws speaks WebSocket with subprotocol journey.v1\"}}";
-        return http_respond(wsi, pss, 426, "application/json", body, sizeof(body) - 1, false,
-                            NULL);
+        return http_respond(wsi, pss, 426, "application/json", body, sizeof(body) - 1, false, NULL);
     }
     if (strcmp(path, "/") == 0) {
         static const char *const loc[][2] = {{"location:", "/demo/index.html"}, {NULL, NULL}};
-        return http_respond(wsi, pss, 302, "text/plain", "", 0, false,
-                            (const char *(*)[2])loc);
+        return http_respond(wsi, pss, 302, "text/plain", "", 0, false, (const char *(*)[2])loc);
     }
     const jd_file *file = jd_files_find(net->files, path);
     if (!file) {
         static const char body[] = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such "
                                    "file\"}}";
-        return http_respond(wsi, pss, 404, "application/json", body, sizeof(body) - 1, false,
-                            NULL);
+        return http_respond(wsi, pss, 404, "application/json", body, sizeof(body) - 1, false, NULL);
     }
     char inm[64] = "";
     const char *headers[4][2] = {{"etag:", file->etag},
@@ -836,7 +833,6 @@ static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *p
         return http_respond(wsi, pss, 304, file->content_type, "", 0, false, headers);
     return http_respond(wsi, pss, 200, file->content_type, file->data, file->len, false, headers);
 }
-
 
 /* --- admin API bridge ------------------------------------------------------------------------ */
 
@@ -901,9 +897,8 @@ static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
         jd_buf_puts(&rec, "null");
     jd_buf_puts(&rec, "]");
     a->id = ++net->next_api_id;
-    jd_record *r = jd_buf_ok(&rec)
-                       ? jd_record_new(JD_REC_API, false, a->id, NULL, rec.data, rec.len)
-                       : NULL;
+    jd_record *r =
+        jd_buf_ok(&rec) ? jd_record_new(JD_REC_API, false, a->id, NULL, rec.data, rec.len) : NULL;
     jd_buf_free(&rec);
     jd_buf_free(&a->body);
     bool was_empty = false;
@@ -926,8 +921,8 @@ static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path
         enum lws_token_indexes token;
         const char *name;
         bool body;
-    } methods[] = {{WSI_TOKEN_GET_URI, "GET", false},      {WSI_TOKEN_POST_URI, "POST", true},
-                   {WSI_TOKEN_PUT_URI, "PUT", true},       {WSI_TOKEN_PATCH_URI, "PATCH", true},
+    } methods[] = {{WSI_TOKEN_GET_URI, "GET", false},       {WSI_TOKEN_POST_URI, "POST", true},
+                   {WSI_TOKEN_PUT_URI, "PUT", true},        {WSI_TOKEN_PATCH_URI, "PATCH", true},
                    {WSI_TOKEN_DELETE_URI, "DELETE", false}, {WSI_TOKEN_HEAD_URI, "HEAD", false}};
     jd_api_call *a = &pss->api;
     api_release(net, pss);
@@ -1197,7 +1192,8 @@ static void lws_log_to_ours(int level, const char *line)
 }
 
 bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, jd_queue *api,
-                  jd_queue *outbound, const jd_net_hooks *hooks, jd_net **out, char *err, size_t err_len)
+                  jd_queue *outbound, const jd_net_hooks *hooks, jd_net **out, char *err,
+                  size_t err_len)
 {
     jd_net *net = calloc(1, sizeof(*net));
     if (!net) {
@@ -1231,10 +1227,10 @@ bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, j
     memset(&info, 0, sizeof(info));
     info.port = port;
     /* "*" and "0.0.0.0" mean every interface, which lws spells as no iface. */
-    info.iface = (strcmp(net->iface, "*") == 0 || strcmp(net->iface, "0.0.0.0") == 0 ||
-                  !net->iface[0])
-                     ? NULL
-                     : net->iface;
+    info.iface =
+        (strcmp(net->iface, "*") == 0 || strcmp(net->iface, "0.0.0.0") == 0 || !net->iface[0])
+            ? NULL
+            : net->iface;
     info.protocols = protocols;
     info.user = net;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
@@ -1256,8 +1252,8 @@ bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, j
     info.max_http_header_pool = 256;
     net->context = lws_create_context(&info);
     if (!net->context) {
-        snprintf(err, err_len, "cannot listen on %s (port in use, bad address%s?)",
-                 config->listen, net->tls ? ", or unreadable TLS certificate/key" : "");
+        snprintf(err, err_len, "cannot listen on %s (port in use, bad address%s?)", config->listen,
+                 net->tls ? ", or unreadable TLS certificate/key" : "");
         goto fail;
     }
     if (pthread_create(&net->thread, NULL, service_thread, net) != 0) {

@@ -69,8 +69,8 @@ static bool owned_by_postgres(const char *path, char *err, size_t err_len)
     return true;
 }
 
-bool jd_pgembed_start(const char *data_dir, char *conninfo, size_t conninfo_len,
-                      bool *started_here, char *err, size_t err_len)
+bool jd_pgembed_start(const char *data_dir, char *conninfo, size_t conninfo_len, bool *started_here,
+                      char *err, size_t err_len)
 {
     char abs_dir[PATH_MAX], pg_dir[PATH_MAX + 8], version[PATH_MAX + 24], log_path[PATH_MAX + 16],
         opts[PATH_MAX + 64];

@@ -10,9 +10,8 @@
 
 /* Ensures the cluster exists and runs, and writes a libpq conninfo for its `journeyd` database
  * into conninfo. *started_here tells whether this call started the server. */
-bool jd_pgembed_start(const char *data_dir, char *conninfo, size_t conninfo_len,
-                      bool *started_here, char *err, size_t err_len)
-    __attribute__((warn_unused_result));
+bool jd_pgembed_start(const char *data_dir, char *conninfo, size_t conninfo_len, bool *started_here,
+                      char *err, size_t err_len) __attribute__((warn_unused_result));
 
 /* Stops the cluster (fast shutdown). */
 void jd_pgembed_stop(const char *data_dir);

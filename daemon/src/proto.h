@@ -77,17 +77,17 @@ typedef struct jd_proto_session {
     char stage[JD_SLUG_MAX + 1];
     char touchpoint[JD_SLUG_MAX + 1];
     char client_ip[48]; /* set by the connection's owner; stored truncated if the site asks */
-    int max_frame;    /* announced in welcome; set by the connection's owner */
+    int max_frame;      /* announced in welcome; set by the connection's owner */
     int rate_per_sec;
     int rate_burst;
 } jd_proto_session;
 
 typedef struct jd_proto_error {
     jd_error_code code;
-    int close_code;              /* 0 keeps the connection open, else the WebSocket close code */
-    char id[JD_UUID_LEN + 1];    /* the frame's id when known, else "" */
-    char field[32];              /* the offending field, else "" */
-    char message[256];           /* for humans */
+    int close_code;           /* 0 keeps the connection open, else the WebSocket close code */
+    char id[JD_UUID_LEN + 1]; /* the frame's id when known, else "" */
+    char field[32];           /* the offending field, else "" */
+    char message[256];        /* for humans */
 } jd_proto_error;
 
 /* The outcome of one good frame. Initialise with jd_proto_out_init, release with
@@ -95,11 +95,11 @@ typedef struct jd_proto_error {
 typedef struct jd_proto_out {
     jd_msg_type type;
     char id[JD_UUID_LEN + 1];
-    jd_buf reply;                /* one frame to send now (welcome or pong), or empty */
-    bool send_surveys;           /* after welcome: send the site's survey frames */
-    jd_record_kind record_kind;  /* JD_REC_NONE when nothing is stored */
-    bool record_acked;           /* the store's commit of record acks `id` to the client */
-    jd_buf record;               /* JSON object for the store */
+    jd_buf reply;               /* one frame to send now (welcome or pong), or empty */
+    bool send_surveys;          /* after welcome: send the site's survey frames */
+    jd_record_kind record_kind; /* JD_REC_NONE when nothing is stored */
+    bool record_acked;          /* the store's commit of record acks `id` to the client */
+    jd_buf record;              /* JSON object for the store */
 } jd_proto_out;
 
 void jd_proto_out_init(jd_proto_out *out);

@@ -120,9 +120,8 @@ size_t jd_redact(const char *t, size_t len, jd_buf *out)
         const char *mask = NULL;
         if (t[i] == '@' && email_span(t, len, i, &s, &e) && s >= copied) {
             mask = "[email]";
-        } else if ((isdigit((unsigned char)t[i]) ||
-                    ((t[i] == '+' || t[i] == '(') && i + 1 < len &&
-                     isdigit((unsigned char)t[i + 1]))) &&
+        } else if ((isdigit((unsigned char)t[i]) || ((t[i] == '+' || t[i] == '(') && i + 1 < len &&
+                                                     isdigit((unsigned char)t[i + 1]))) &&
                    (i == 0 || !isalnum((unsigned char)t[i - 1]))) {
             size_t digits;
             s = i;

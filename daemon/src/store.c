@@ -53,14 +53,14 @@ typedef struct jd_batch {
 typedef struct jd_request {
     struct jd_request *next;
     jd_request_kind kind;
-    jd_batch *batch;         /* JD_REQ_BATCH */
+    jd_batch *batch; /* JD_REQ_BATCH */
     uint64_t sent_us;
-    int results_pending;     /* statements whose results have not all arrived */
+    int results_pending; /* statements whose results have not all arrived */
     bool failed;
     char sqlstate[6];
     char error[256];
-    char *catalog_json;      /* JD_REQ_CATALOG: the document, owned */
-    jd_record *api;          /* JD_REQ_API: the request, owned */
+    char *catalog_json;         /* JD_REQ_CATALOG: the document, owned */
+    jd_record *api;             /* JD_REQ_API: the request, owned */
     jd_http_response *response; /* JD_REQ_API: the answer once its row arrived, owned */
     long purged;                /* JD_REQ_PURGE: rows deleted, -1 until known */
 } jd_request;
@@ -282,7 +282,8 @@ static void store_set_state(jd_store *s, jd_store_state state, const char *reaso
     s->state = state;
     switch (state) {
     case JD_STORE_READY:
-        jd_log_info("database connection ready (%s)", s->role == JD_STORE_API ? "admin API" : "ingest");
+        jd_log_info("database connection ready (%s)",
+                    s->role == JD_STORE_API ? "admin API" : "ingest");
         set_health(s, true, NULL);
         break;
     case JD_STORE_DISCONNECTED:
@@ -318,8 +319,7 @@ static void flush_events(jd_store *s)
     if (!s->n_pending_events)
         return;
     bool was_empty;
-    size_t pushed =
-        jd_queue_push(s->outbound, s->pending_events, s->n_pending_events, &was_empty);
+    size_t pushed = jd_queue_push(s->outbound, s->pending_events, s->n_pending_events, &was_empty);
     memmove(s->pending_events, s->pending_events + pushed,
             (s->n_pending_events - pushed) * sizeof(*s->pending_events));
     s->n_pending_events -= pushed;
@@ -349,8 +349,8 @@ static void emit(jd_store *s, jd_event_kind kind, const jd_record *rec, void *pt
 
 static void check_drained(jd_store *s)
 {
-    if (s->role == JD_STORE_INGEST && s->drain_seen && !s->drained_sent && s->batches_in_flight == 0 && s->waiting.n == 0 &&
-        jd_queue_count(s->inbound) == 0) {
+    if (s->role == JD_STORE_INGEST && s->drain_seen && !s->drained_sent &&
+        s->batches_in_flight == 0 && s->waiting.n == 0 && jd_queue_count(s->inbound) == 0) {
         s->drained_sent = true;
         jd_log_info("drain: every accepted record is committed");
         emit(s, JD_EV_DRAINED, NULL, NULL);
@@ -451,8 +451,7 @@ static bool send_api(jd_store *s, jd_record *rec)
     return true;
 }
 
-static void respond_api(jd_store *s, jd_record *rec, int status, const char *type,
-                        const char *body)
+static void respond_api(jd_store *s, jd_record *rec, int status, const char *type, const char *body)
 {
     jd_http_response *r = jd_http_response_new(status, type, body, strlen(body));
     if (!r)
@@ -490,8 +489,9 @@ static bool send_batch(jd_store *s, jd_batch *batch)
             goto fail;
     }
     /* Respondents before sessions (foreign key), sessions before touches and answers. */
-    if (arrays[0].len && (!send_query(s, req, "jd_respondents", arrays[0].data, (int)arrays[0].len) ||
-                          !send_query(s, req, "jd_sessions", arrays[0].data, (int)arrays[0].len)))
+    if (arrays[0].len &&
+        (!send_query(s, req, "jd_respondents", arrays[0].data, (int)arrays[0].len) ||
+         !send_query(s, req, "jd_sessions", arrays[0].data, (int)arrays[0].len)))
         goto fail_conn;
     if (arrays[1].len && !send_query(s, req, "jd_touches", arrays[1].data, (int)arrays[1].len))
         goto fail_conn;
@@ -623,8 +623,8 @@ static void complete_batch(jd_store *s, jd_request *req)
     if (is_data_error(req->sqlstate)) {
         if (batch->single) {
             const jd_record *rec = batch->records[0];
-            jd_log(JD_LOG_WARN, rec->conn_id, NULL, "database rejected %s: %s (%s)",
-                   rec->client_id, req->error, req->sqlstate);
+            jd_log(JD_LOG_WARN, rec->conn_id, NULL, "database rejected %s: %s (%s)", rec->client_id,
+                   req->error, req->sqlstate);
             if (rec->acked)
                 emit(s, JD_EV_REJECT, rec, NULL);
             return;
@@ -683,8 +683,10 @@ static void complete_request(jd_store *s, jd_request *req)
     case JD_REQ_SETUP:
         if (req->failed) {
             /* Usually an unmigrated schema: report it through /healthz and retry later. */
-            snprintf(s->setup_error, sizeof(s->setup_error), "setup failed (is the schema "
-                     "migrated? run journeyd migrate): %s", req->error);
+            snprintf(s->setup_error, sizeof(s->setup_error),
+                     "setup failed (is the schema "
+                     "migrated? run journeyd migrate): %s",
+                     req->error);
             return;
         }
         break;
@@ -954,7 +956,8 @@ static void store_schedule_reconnect(jd_store *s)
     s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
     if (s->backoff_ms > 5000)
         s->backoff_ms = 5000;
-    struct timeval tv = {(time_t)(s->backoff_ms / 1000), (suseconds_t)(s->backoff_ms % 1000) * 1000};
+    struct timeval tv = {(time_t)(s->backoff_ms / 1000),
+                         (suseconds_t)(s->backoff_ms % 1000) * 1000};
     event_add(s->reconnect_ev, &tv);
 }
 
@@ -982,8 +985,8 @@ static void send_purge(jd_store *s)
     const char *values[1] = {batch};
     req->kind = JD_REQ_PURGE;
     req->purged = -1;
-    if (!PQsendQueryParams(s->conn, "SELECT jd_purge_expired($1::int)", 1, NULL, values, NULL,
-                           NULL, 0) ||
+    if (!PQsendQueryParams(s->conn, "SELECT jd_purge_expired($1::int)", 1, NULL, values, NULL, NULL,
+                           0) ||
         !PQpipelineSync(s->conn)) {
         free(req);
         drop_connection(s, PQerrorMessage(s->conn));
@@ -1067,8 +1070,8 @@ size_t jd_store_pending(jd_store *s)
 }
 
 bool jd_store_create(struct event_base *base, jd_store_role role, const jd_config *config,
-                     const char *conninfo, jd_queue *inbound, jd_queue *outbound, jd_store_wake_fn wake_net,
-                     void *wake_arg, jd_store **out)
+                     const char *conninfo, jd_queue *inbound, jd_queue *outbound,
+                     jd_store_wake_fn wake_net, void *wake_arg, jd_store **out)
 {
     jd_store *s = calloc(1, sizeof(*s));
     if (!s)
@@ -1112,8 +1115,8 @@ void jd_store_destroy(jd_store **store)
         s->conn = NULL;
     }
     store_set_state(s, JD_STORE_CLOSED, NULL);
-    struct event **evs[] = {&s->read_ev,    &s->write_ev,   &s->wake_ev,        &s->reconnect_ev,
-                            &s->catalog_ev, &s->purge_ev,   &s->retry_events_ev};
+    struct event **evs[] = {&s->read_ev,    &s->write_ev, &s->wake_ev,        &s->reconnect_ev,
+                            &s->catalog_ev, &s->purge_ev, &s->retry_events_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (*evs[i]) {
             event_free(*evs[i]);

@@ -28,9 +28,9 @@ typedef void (*jd_store_wake_fn)(void *arg);
  * and outbound are borrowed and must outlive the store. conninfo is copied. Starts connecting at
  * once. Returns false on allocation failure. */
 bool jd_store_create(struct event_base *base, jd_store_role role, const jd_config *config,
-                     const char *conninfo,
-                     jd_queue *inbound, jd_queue *outbound, jd_store_wake_fn wake_net,
-                     void *wake_arg, jd_store **out) __attribute__((warn_unused_result));
+                     const char *conninfo, jd_queue *inbound, jd_queue *outbound,
+                     jd_store_wake_fn wake_net, void *wake_arg, jd_store **out)
+    __attribute__((warn_unused_result));
 
 /* Closes the connection and frees everything, including records still queued inside. Sets
  * *store to NULL. */
