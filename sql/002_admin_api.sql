@@ -2193,3 +2193,213 @@ RETURNS bigint LANGUAGE sql AS $$ SELECT jd__put_survey(p_map, p_id, p_body, p_p
 
 CREATE FUNCTION jd__put_question_deferred(p_survey bigint, p_id bigint, p_body jsonb, p_prefix text)
 RETURNS bigint LANGUAGE sql AS $$ SELECT jd__put_question(p_survey, p_id, p_body, p_prefix, false) $$;
+
+-- ===========================================================================================
+-- 7. Interview findings import
+-- ===========================================================================================
+
+-- A timestamp from an ISO date or date-time, NULL when it is not one.
+CREATE FUNCTION jd__try_timestamptz(p text) RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p !~ '^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$' THEN
+        RETURN NULL;
+    END IF;
+    RETURN p::timestamptz;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END $$;
+
+-- Imports coded interview findings as answers with source 'interview'. Each row is an object:
+--   persona, stage, touchpoint (slug or name), action, thought, emotion (1..5),
+--   obstacle (slug or name; several separated by ';', or an array), quote, interviewee
+--   (pseudonym), date (ISO), goal_reached (true/false/yes/no/met/failed), and optionally "line"
+--   (the line number to report, e.g. in the CSV file; default: the position in the array).
+-- stage is required, and at least one piece of evidence. Validation is one set-based pass. Good
+-- rows are stored, bad rows are reported as {"line", "reason"}; with p_atomic nothing is stored
+-- when any row is bad. Each row's client_id is an md5 of map, line and content, so importing the
+-- same file again stores nothing new ("inserted" counts the rows new to the database).
+CREATE FUNCTION jd_import_findings(p_map_id bigint, p_rows jsonb, p_atomic boolean, p_actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    sid bigint;
+    res jsonb;
+BEGIN
+    SELECT site_id INTO sid FROM maps WHERE id = p_map_id;
+    IF sid IS NULL THEN
+        PERFORM jd__fail(404, 'not_found', format('no map with id %s', p_map_id));
+    END IF;
+    IF p_rows IS NULL OR jsonb_typeof(p_rows) <> 'array' THEN
+        PERFORM jd__fail(400, 'bad_body', 'findings are a JSON array of objects', 'rows');
+    END IF;
+    WITH raw AS (
+        SELECT t.o AS ord, t.e,
+               CASE WHEN jsonb_typeof(t.e -> 'line') = 'number' AND (t.e ->> 'line') ~ '^[0-9]{1,9}$'
+                    THEN (t.e ->> 'line')::int ELSE t.o::int END AS line,
+               jsonb_typeof(t.e) = 'object' AS is_obj
+          FROM jsonb_array_elements(p_rows) WITH ORDINALITY AS t(e, o)),
+    f AS MATERIALIZED (
+        SELECT r.*,
+               nullif(btrim(CASE WHEN is_obj THEN e ->> 'persona' END), '') AS persona_ref,
+               nullif(btrim(CASE WHEN is_obj THEN e ->> 'stage' END), '') AS stage_ref,
+               nullif(btrim(CASE WHEN is_obj THEN e ->> 'touchpoint' END), '') AS touchpoint_ref,
+               nullif(btrim(CASE WHEN is_obj THEN e ->> 'emotion' END), '') AS emotion_txt,
+               nullif(btrim(CASE WHEN is_obj THEN e ->> 'date' END), '') AS date_txt,
+               nullif(lower(btrim(CASE WHEN is_obj THEN e ->> 'goal_reached' END)), '') AS goal_txt,
+               nullif(CASE WHEN is_obj THEN e ->> 'action' END, '') AS action,
+               nullif(CASE WHEN is_obj THEN e ->> 'thought' END, '') AS thought,
+               nullif(CASE WHEN is_obj THEN e ->> 'quote' END, '') AS quote,
+               nullif(btrim(CASE WHEN is_obj THEN e ->> 'interviewee' END), '') AS interviewee,
+               CASE WHEN NOT is_obj THEN '{}'::text[]
+                    WHEN jsonb_typeof(coalesce(e -> 'obstacle', e -> 'obstacles')) = 'array'
+                    THEN ARRAY(SELECT btrim(x) FROM jsonb_array_elements_text(coalesce(e -> 'obstacle', e -> 'obstacles')) x
+                                WHERE btrim(x) <> '')
+                    ELSE ARRAY(SELECT btrim(x) FROM regexp_split_to_table(coalesce(e ->> 'obstacle', e ->> 'obstacles', ''), ';') x
+                                WHERE btrim(x) <> '') END AS obstacle_refs,
+               CASE WHEN is_obj THEN ARRAY(SELECT k FROM jsonb_object_keys(e) k
+                    WHERE NOT k IN ('persona', 'stage', 'touchpoint', 'action', 'thought', 'emotion', 'obstacle',
+                                    'obstacles', 'quote', 'interviewee', 'date', 'goal_reached', 'line')
+                      AND k NOT LIKE '\_%') END AS unknown_keys
+          FROM raw r),
+    -- Lookups: slug first, then case-insensitive name (hash joins, no per-row subqueries).
+    ref AS MATERIALIZED (
+        SELECT 'persona' AS kind, slug AS k, id, 0 AS pri FROM personas WHERE map_id = p_map_id
+        UNION ALL SELECT 'persona', lower(name), id, 1 FROM personas WHERE map_id = p_map_id
+        UNION ALL SELECT 'stage', slug, id, 0 FROM stages WHERE map_id = p_map_id
+        UNION ALL SELECT 'stage', lower(name), id, 1 FROM stages WHERE map_id = p_map_id
+        UNION ALL SELECT 'touchpoint', slug, id, 0 FROM touchpoints WHERE map_id = p_map_id
+        UNION ALL SELECT 'touchpoint', lower(name), id, 1 FROM touchpoints WHERE map_id = p_map_id
+        UNION ALL SELECT 'obstacle', slug, id, 0 FROM obstacles WHERE map_id = p_map_id
+        UNION ALL SELECT 'obstacle', lower(name), id, 1 FROM obstacles WHERE map_id = p_map_id),
+    pref AS MATERIALIZED (SELECT DISTINCT ON (kind, k) kind, k, id FROM ref ORDER BY kind, k, pri, id),
+    ob AS MATERIALIZED (
+        SELECT f.ord, array_agg(o.id ORDER BY u.n) AS ids,
+               (array_agg(u.x ORDER BY u.n) FILTER (WHERE o.id IS NULL))[1] AS unknown
+          FROM f CROSS JOIN LATERAL unnest(f.obstacle_refs) WITH ORDINALITY AS u(x, n)
+          LEFT JOIN pref o ON o.kind = 'obstacle' AND o.k = lower(u.x)
+         GROUP BY f.ord),
+    l AS MATERIALIZED (
+        SELECT f.*,
+               coalesce(p1.id, p2.id) AS persona_id,
+               coalesce(s1.id, s2.id) AS stage_id,
+               coalesce(t1.id, t2.id) AS touchpoint_id,
+               coalesce(ob.ids, '{}') AS obstacle_found,
+               ob.unknown AS obstacle_unknown,
+               CASE WHEN f.emotion_txt ~ '^[1-5]$' THEN f.emotion_txt::smallint END AS emotion,
+               CASE WHEN f.goal_txt IN ('true', 'yes', 'y', '1', 'met', 'reached') THEN true
+                    WHEN f.goal_txt IN ('false', 'no', 'n', '0', 'failed', 'not met', 'not reached') THEN false END AS goal_reached,
+               CASE WHEN f.date_txt IS NOT NULL THEN jd__try_timestamptz(f.date_txt) END AS client_ts
+          FROM f
+          LEFT JOIN pref p1 ON p1.kind = 'persona' AND p1.k = f.persona_ref
+          LEFT JOIN pref p2 ON p2.kind = 'persona' AND p2.k = lower(f.persona_ref)
+          LEFT JOIN pref s1 ON s1.kind = 'stage' AND s1.k = f.stage_ref
+          LEFT JOIN pref s2 ON s2.kind = 'stage' AND s2.k = lower(f.stage_ref)
+          LEFT JOIN pref t1 ON t1.kind = 'touchpoint' AND t1.k = f.touchpoint_ref
+          LEFT JOIN pref t2 ON t2.kind = 'touchpoint' AND t2.k = lower(f.touchpoint_ref)
+          LEFT JOIN ob ON ob.ord = f.ord),
+    allowed AS MATERIALIZED (
+        SELECT ts.stage_id, ts.touchpoint_id FROM touchpoint_stages ts JOIN stages s ON s.id = ts.stage_id
+         WHERE s.map_id = p_map_id),
+    v AS MATERIALIZED (
+        SELECT l.*,
+               array_remove(ARRAY[
+                   CASE WHEN NOT l.is_obj THEN 'the row is not a JSON object' END,
+                   CASE WHEN l.is_obj AND cardinality(l.unknown_keys) > 0
+                        THEN format('unknown column %s', array_to_string(l.unknown_keys, ', ')) END,
+                   CASE WHEN l.is_obj AND l.stage_ref IS NULL THEN 'stage is required' END,
+                   CASE WHEN l.stage_ref IS NOT NULL AND l.stage_id IS NULL THEN format('unknown stage "%s"', l.stage_ref) END,
+                   CASE WHEN l.persona_ref IS NOT NULL AND l.persona_id IS NULL THEN format('unknown persona "%s"', l.persona_ref) END,
+                   CASE WHEN l.touchpoint_ref IS NOT NULL AND l.touchpoint_id IS NULL
+                        THEN format('unknown touchpoint "%s"', l.touchpoint_ref) END,
+                   CASE WHEN l.stage_id IS NOT NULL AND l.touchpoint_id IS NOT NULL AND al.stage_id IS NULL
+                        THEN format('touchpoint "%s" is not allowed in stage "%s"', l.touchpoint_ref, l.stage_ref) END,
+                   CASE WHEN l.obstacle_unknown IS NOT NULL THEN format('unknown obstacle "%s"', l.obstacle_unknown) END,
+                   CASE WHEN l.emotion_txt IS NOT NULL AND l.emotion IS NULL
+                        THEN format('emotion must be an integer from 1 to 5, not "%s"', left(l.emotion_txt, 40)) END,
+                   CASE WHEN l.goal_txt IS NOT NULL AND l.goal_reached IS NULL
+                        THEN format('goal_reached must be yes/no (true/false, met/failed), not "%s"', left(l.goal_txt, 40)) END,
+                   CASE WHEN l.date_txt IS NOT NULL AND l.client_ts IS NULL
+                        THEN format('date must be an ISO date (YYYY-MM-DD), not "%s"', left(l.date_txt, 40)) END,
+                   CASE WHEN length(l.action) > 4000 THEN 'action is longer than 4000 characters' END,
+                   CASE WHEN length(l.thought) > 4000 THEN 'thought is longer than 4000 characters' END,
+                   CASE WHEN length(l.quote) > 4000 THEN 'quote is longer than 4000 characters' END,
+                   CASE WHEN length(l.interviewee) > 200 THEN 'interviewee is longer than 200 characters' END,
+                   CASE WHEN l.is_obj AND l.action IS NULL AND l.thought IS NULL AND l.emotion_txt IS NULL AND l.quote IS NULL
+                             AND cardinality(l.obstacle_refs) = 0 AND l.goal_txt IS NULL
+                        THEN 'no evidence: give an action, thought, emotion, obstacle, quote or goal_reached' END
+               ], NULL) AS reasons
+          FROM l LEFT JOIN allowed al ON al.stage_id = l.stage_id AND al.touchpoint_id = l.touchpoint_id),
+    summary AS (
+        SELECT count(*) FILTER (WHERE reasons = '{}') AS good, count(*) FILTER (WHERE reasons <> '{}') AS bad FROM v),
+    ins AS (
+        INSERT INTO answers (site_id, map_id, client_id, source, persona_id, stage_id, touchpoint_id, emotion,
+                             goal_reached, obstacle_ids, thought, action, quote, value, interviewee, client_ts)
+        SELECT sid, p_map_id, md5(p_map_id::text || ':' || v.line::text || ':' || v.e::text)::uuid, 'interview',
+               v.persona_id, v.stage_id, v.touchpoint_id, v.emotion, v.goal_reached, v.obstacle_found,
+               v.thought, v.action, v.quote, v.e, v.interviewee, v.client_ts
+          FROM v, summary
+         WHERE v.reasons = '{}' AND NOT (p_atomic AND summary.bad > 0)
+        ON CONFLICT (site_id, client_id) DO NOTHING
+        RETURNING 1)
+    SELECT jsonb_build_object(
+               'accepted', CASE WHEN p_atomic AND s.bad > 0 THEN 0 ELSE s.good END,
+               'rejected', s.bad,
+               'inserted', (SELECT count(*) FROM ins),
+               'atomic', coalesce(p_atomic, false),
+               'errors', (SELECT coalesce(jsonb_agg(jsonb_build_object('line', v.line, 'reason', array_to_string(v.reasons, '; '))
+                                                    ORDER BY v.ord), '[]')
+                            FROM v WHERE v.reasons <> '{}'))
+      INTO res
+      FROM summary s;
+    PERFORM jd__audit(ROW(coalesce(nullif(p_actor, ''), 'journeyctl'), 'admin', NULL, NULL)::jd_api_ctx, 'import', 'map',
+                      p_map_id::text, sid, res - 'errors');
+    RETURN res;
+END $$;
+
+-- ===========================================================================================
+-- 8. journeyctl conveniences
+-- ===========================================================================================
+
+-- Creates a site; returns {"id", "key"} (key: 24 random url-safe characters).
+CREATE FUNCTION jd_site_create(name text, origins text[], consent_mode text, actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    c jd_api_ctx := ROW(coalesce(nullif(actor, ''), 'journeyctl'), 'admin', NULL, NULL)::jd_api_ctx;
+    body jsonb := jsonb_strip_nulls(jsonb_build_object('name', name, 'allowed_origins', to_jsonb(coalesce(origins, '{}')),
+                                                       'consent_mode', consent_mode));
+    sid bigint;
+BEGIN
+    sid := jd__put_site(NULL, body);
+    PERFORM jd__audit(c, 'create', 'site', sid::text, sid, body);
+    RETURN jsonb_build_object('id', sid, 'key', (SELECT key FROM sites WHERE id = sid));
+END $$;
+
+-- Creates a token for every site (site_key NULL) or one site; returns {"id", "token"}. The raw
+-- token is shown only here.
+CREATE FUNCTION jd_token_create(name text, scope text, site_key text, expires_days int, actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    c jd_api_ctx := ROW(coalesce(nullif(actor, ''), 'journeyctl'), 'admin', NULL, NULL)::jd_api_ctx;
+    sid bigint;
+    t jsonb;
+BEGIN
+    IF site_key IS NOT NULL THEN
+        SELECT id INTO sid FROM sites WHERE key = site_key;
+        IF sid IS NULL THEN
+            PERFORM jd__fail(400, 'unknown_site', format('no site with key "%s"', site_key), 'site');
+        END IF;
+    END IF;
+    IF expires_days IS NOT NULL AND expires_days < 1 THEN
+        PERFORM jd__fail(400, 'invalid_value', 'expires_days must be at least 1', 'expires_days');
+    END IF;
+    t := jd__token_new(c, name, coalesce(scope, 'read'), sid,
+                       CASE WHEN expires_days IS NOT NULL THEN now() + make_interval(days => expires_days) END);
+    RETURN jsonb_build_object('id', t -> 'id', 'token', t -> 'token', 'scope', t -> 'scope', 'site_id', t -> 'site_id',
+                              'expires_at', t -> 'expires_at');
+END $$;
+
+-- Revokes a token (idempotent); returns the token's metadata.
+CREATE FUNCTION jd_token_revoke(id bigint, actor text)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN jd__token_revoke(ROW(coalesce(nullif(actor, ''), 'journeyctl'), 'admin', NULL, NULL)::jd_api_ctx, id);
+END $$;
