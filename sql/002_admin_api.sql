@@ -974,6 +974,7 @@ DECLARE
     n questions;
     e jsonb;
     i int := 0;
+    seen text[] := '{}';
     new_id bigint;
 BEGIN
     IF p_id IS NOT NULL THEN
@@ -1027,10 +1028,11 @@ BEGIN
         IF e ? 'persona' THEN  -- a screener option that assigns a persona of this map
             PERFORM jd__resolve('personas', map_id, e -> 'persona', 'persona', format('%soptions[%s].persona', p_prefix, i));
         END IF;
-        IF (SELECT count(*) FROM jsonb_array_elements(n.options) o WHERE o ->> 'value' = e ->> 'value') > 1 THEN
+        IF (e ->> 'value') = ANY (seen) THEN
             PERFORM jd__fail(400, 'duplicate', format('option value "%s" appears twice', e ->> 'value'),
                              format('%soptions[%s].value', p_prefix, i));
         END IF;
+        seen := seen || (e ->> 'value');
         i := i + 1;
     END LOOP;
     n.show_if := CASE WHEN v ? 'show_if' THEN jd__norm_show_if(v -> 'show_if', p_prefix || 'show_if') ELSE old.show_if END;
