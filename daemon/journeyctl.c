@@ -1020,8 +1020,8 @@ static int cmd_audit(ctl *c, const command *cmd, char **pos, size_t npos)
     api_reply reply;
     json_t *doc = NULL;
     int rc = 1;
-    if (limit && !parse_int(limit, 1, 10000, &n))
-        return usage_error(cmd, "--limit must be a whole number from 1 to 10000");
+    if (limit && !parse_int(limit, 1, 1000, &n))
+        return usage_error(cmd, "--limit must be a whole number from 1 to 1000");
     snprintf(query, sizeof(query), "{\"limit\":\"%lld\"}", n);
     if (api_call(c, "GET", "/audit", query, NULL, &reply) != 0)
         return 1;

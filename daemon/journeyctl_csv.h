@@ -11,11 +11,13 @@
  * completely empty are skipped (editors leave them at the end of files).
  *
  * The loader maps a CSV header (any order, any subset of the findings columns, case and
- * surrounding blanks ignored) or the keys of a JSON array's objects to the columns, and makes one
- * JSON object per row with the source line number under "line". A row it can judge bad by itself
- * (a wrong number of fields, an element that is not an object, an unknown key) becomes a reject
- * instead; a file it cannot read at all (bad CSV quoting, invalid UTF-8 or JSON, an unknown header
- * column) is an error. Pure C over jansson, no I/O. */
+ * surrounding blanks ignored) to the columns, and makes one
+ * JSON object per row with the source line number under "line". JSON objects are passed on as
+ * they are (jd_import_findings judges their keys and values, and knows aliases such as
+ * "obstacles"). A row it can judge bad by itself (a wrong number of fields, an element that is not
+ * an object or that has its own "line") becomes a reject instead; a file it cannot read at all (bad
+ * CSV quoting, invalid UTF-8 or JSON, an unknown header column) is an error. Pure C over jansson,
+ * no I/O. */
 #ifndef JD_JOURNEYCTL_CSV_H
 #define JD_JOURNEYCTL_CSV_H
 

@@ -216,19 +216,19 @@ static void test_findings_json(void **state)
     jd_findings_init(&f);
     const char *json = "[\n"
                        "  {\"persona\": \"budget-parent\", \"quote\": \"a ] } , [ { \\\" x\",\n"
-                       "   \"emotion\": 4, \"goal_reached\": true},\n"
+                       "   \"emotion\": 4, \"obstacles\": [\"price\"]},\n"
                        "  7,\n"
-                       "  {\"persona\": \"x\", \"colour\": \"red\"},\n"
-                       "  {\"emotion\": [1]}, {\"stage\": null}\n"
+                       "  {\"persona\": \"x\", \"line\": 3},\n"
+                       "  {\"colour\": \"red\"}, {\"stage\": null}\n"
                        "]\n";
     assert_true(jd_findings_load_json(&f, json, strlen(json)));
     char *got = findings_text(&f);
     assert_string_equal(got, "{\"line\":2,\"persona\":\"budget-parent\",\"quote\":\"a ] } , [ { "
-                             "\\\" x\",\"emotion\":4,\"goal_reached\":true} @2\n"
+                             "\\\" x\",\"emotion\":4,\"obstacles\":[\"price\"]} @2\n"
+                             "{\"line\":6,\"colour\":\"red\"} @6\n"
                              "{\"line\":6,\"stage\":null} @6\n"
                              "! 4 not a JSON object\n"
-                             "! 5 field \"colour\" is not a findings column\n"
-                             "! 6 field \"emotion\" must be a string, number, boolean or null\n");
+                             "! 5 \"line\" is journeyctl's own key\n");
     free(got);
     jd_findings_free(&f);
 
