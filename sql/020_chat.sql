@@ -156,7 +156,7 @@ CREATE TABLE messages (
     site_id         bigint NOT NULL,
     seq             bigint NOT NULL CHECK (seq >= 1),
     client_id       uuid NOT NULL,
-    sender          text NOT NULL CHECK (sender IN ('visitor', 'agent', 'system')),
+    sender          text NOT NULL DEFAULT 'visitor' CHECK (sender IN ('visitor', 'agent', 'system')),
     agent_id        bigint,
     kind            text NOT NULL DEFAULT 'text' CHECK (kind IN ('text', 'note', 'offline')),
     body            text NOT NULL CHECK (length(body) BETWEEN 1 AND 4000 AND body ~ '[^[:space:]]'),
