@@ -3,8 +3,9 @@
  * from CSV (strict RFC 4180, see journeyctl_csv.h) or JSON, erases or exports one respondent's
  * data, shows the audit log, signs identity tokens for testing verified identities, and makes raw
  * calls to the admin API. The work itself is done by SQL functions (jd_admin, jd_site_create,
- * jd_token_create, jd_apply_map, jd_import_findings, jd_erase, ...), which validate and write the
- * audit log; journeyctl parses arguments and files, calls them and prints the results.
+ * jd_token_create, jd_apply_map, jd_import_findings, ...; sql/002_admin_api.sql and
+ * sql/011_admin_api_privacy.sql), which validate and write the audit log; journeyctl parses
+ * arguments and files, calls them and prints the results.
  *
  * journeyctl is a separate, short-lived program run by a human or a script, not part of the event
  * loop daemon, so it talks to PostgreSQL directly with blocking libpq calls. The daemon's rule
@@ -318,18 +319,6 @@ static WUR int db_json(ctl *c, const char *what, const char *sql, int n, const c
     free(text);
     if (!*out) {
         errorf("%s: the database returned invalid JSON: %s", what, err.text);
-        return 1;
-    }
-    return 0;
-}
-
-static WUR int site_id_for_key(ctl *c, const char *key, char **id)
-{
-    const char *p[] = {key};
-    if (db_value(c, "site", "SELECT id FROM sites WHERE key = $1", 1, p, id) != 0)
-        return 1;
-    if (!*id) {
-        errorf("no site with key %s", key);
         return 1;
     }
     return 0;
@@ -700,85 +689,6 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------------- */
-/* erase, access */
-
-static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
-{
-    const char *site = opt_value(c->cmd, "site"), *resp = opt_value(c->cmd, "respondent");
-    const char *email = opt_value(c->cmd, "email");
-    char *site_id = NULL;
-    json_t *res = NULL;
-    int rc = 1;
-    if (!site)
-        return usage_error(cmd, "--site KEY is required");
-    if (!!resp == !!email)
-        return usage_error(cmd, "give exactly one of --respondent UUID and --email EMAIL");
-    if (resp && !jd_uuid_valid(resp))
-        return usage_error(cmd, "--respondent '%s' is not a UUID", resp);
-    if (email && !strchr(email, '@'))
-        return usage_error(cmd, "--email '%s' is not an email address", email);
-    if (site_id_for_key(c, site, &site_id) != 0)
-        goto fail;
-    const char *p[] = {site_id, resp, email};
-    if (db_json(c, "erase", "SELECT jd_erase($1::bigint, $2::uuid, $3::text)::text", 3, p, &res) !=
-        0)
-        goto fail;
-    /* The counts in a fixed order, then any others jd_erase may add. */
-    static const char *const order[] = {"respondents", "answers", "touch_events", "sessions"};
-    const char *key;
-    json_t *val;
-    printf("erased");
-    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-        if (json_is_integer(json_object_get(res, order[i])))
-            printf(" %s=%lld", order[i],
-                   (long long)json_integer_value(json_object_get(res, order[i])));
-    json_object_foreach(res, key, val)
-    {
-        bool shown = false;
-        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
-            shown |= strcmp(key, order[i]) == 0 && json_is_integer(val);
-        char *s = shown ? NULL : json_short(val);
-        if (!shown)
-            printf(" %s=%s", key, s ? s : "?");
-        free(s);
-    }
-    printf("\n");
-    rc = 0;
-fail:
-    json_decref(res);
-    free(site_id);
-    return rc;
-}
-
-static int cmd_access(ctl *c, const command *cmd, char **pos, size_t npos)
-{
-    const char *site = opt_value(c->cmd, "site"), *resp = opt_value(c->cmd, "respondent");
-    char *site_id = NULL, *text = NULL, *pretty = NULL;
-    int rc = 1;
-    if (!site || !resp)
-        return usage_error(cmd, "--site KEY and --respondent UUID are required");
-    if (!jd_uuid_valid(resp))
-        return usage_error(cmd, "--respondent '%s' is not a UUID", resp);
-    if (site_id_for_key(c, site, &site_id) != 0)
-        goto fail;
-    const char *p[] = {site_id, resp};
-    if (db_value(c, "access", "SELECT jd_respondent_access($1::bigint, $2::uuid)::text", 2, p,
-                 &text) != 0)
-        goto fail;
-    pretty = text ? pretty_json(text) : NULL;
-    if (!pretty) {
-        errorf("access: the database returned no JSON document");
-        goto fail;
-    }
-    rc = write_output(opt_value(c->cmd, "output"), pretty);
-fail:
-    free(pretty);
-    free(text);
-    free(site_id);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------------------------- */
 /* api, audit */
 
 typedef struct api_reply {
@@ -830,6 +740,147 @@ static const char *api_error_text(const char *body, char *buf, size_t size)
     snprintf(buf, size, "%s", msg ? msg : body);
     json_decref(v);
     return buf;
+}
+
+/* Calls the admin API and parses a 2xx JSON answer into *out; otherwise prints "what: message". */
+static WUR int api_json(ctl *c, const char *what, const char *method, const char *path,
+                        const char *query_json, const char *body, json_t **out)
+{
+    api_reply reply;
+    char msg[512];
+    int rc = 1;
+    *out = NULL;
+    if (api_call(c, method, path, query_json, body, &reply) != 0)
+        return 1;
+    if (reply.status >= 300) {
+        errorf("%s: %s (HTTP %d)", what, api_error_text(reply.body, msg, sizeof(msg)),
+               reply.status);
+        goto fail;
+    }
+    *out = json_loads(reply.body, JSON_DECODE_ANY, NULL);
+    if (!*out) {
+        errorf("%s: the admin API answered something that is not JSON", what);
+        goto fail;
+    }
+    rc = 0;
+fail:
+    api_reply_free(&reply);
+    return rc;
+}
+
+/* erase and access go through the admin API routes of sql/011_admin_api_privacy.sql (POST
+ * /respondents/{id}/erase, POST /erase, GET /respondents/{id}), which call jd_erase and
+ * jd_respondent_access and write the audit log. */
+static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
+{
+    const char *site = opt_value(c->cmd, "site"), *resp = opt_value(c->cmd, "respondent");
+    const char *email = opt_value(c->cmd, "email");
+    char path[80];
+    jd_buf query, body;
+    json_t *res = NULL;
+    int rc = 1;
+    if (!site)
+        return usage_error(cmd, "--site KEY is required");
+    if (!!resp == !!email)
+        return usage_error(cmd, "give exactly one of --respondent UUID and --email EMAIL");
+    if (resp && !jd_uuid_valid(resp))
+        return usage_error(cmd, "--respondent '%s' is not a UUID", resp);
+    if (email && !strchr(email, '@'))
+        return usage_error(cmd, "--email '%s' is not an email address", email);
+    jd_buf_init(&query);
+    jd_buf_init(&body);
+    jd_buf_puts(&query, "{\"site\":");
+    jd_buf_json_string(&query, site, strlen(site));
+    jd_buf_puts(&query, "}");
+    if (email) {
+        jd_buf_puts(&body, "{\"email\":");
+        jd_buf_json_string(&body, email, strlen(email));
+        jd_buf_puts(&body, ",\"site\":");
+        jd_buf_json_string(&body, site, strlen(site));
+        jd_buf_puts(&body, "}");
+    }
+    jd_buf_append(&query, "", 1);
+    jd_buf_append(&body, "", 1);
+    if (!jd_buf_ok(&query) || !jd_buf_ok(&body)) {
+        errorf("out of memory");
+        goto fail;
+    }
+    if (resp)
+        snprintf(path, sizeof(path), "/respondents/%s/erase", resp);
+    else
+        snprintf(path, sizeof(path), "/erase");
+    if (api_json(c, "erase", "POST", path, query.data, email ? body.data : NULL, &res) != 0)
+        goto fail;
+    json_t *counts = json_object_get(res, "erased");
+    if (!json_is_object(counts)) {
+        errorf("erase: unexpected answer from the admin API");
+        goto fail;
+    }
+    /* The counts in a fixed order, then any others jd_erase may add. */
+    static const char *const order[] = {"respondents", "answers", "touch_events", "sessions"};
+    const size_t norder = sizeof(order) / sizeof(order[0]);
+    const char *key;
+    json_t *val;
+    printf("erased");
+    for (size_t i = 0; i < norder; i++) {
+        json_t *n = json_object_get(counts, order[i]);
+        if (json_is_integer(n))
+            printf(" %s=%lld", order[i], (long long)json_integer_value(n));
+    }
+    json_object_foreach(counts, key, val)
+    {
+        bool shown = false;
+        for (size_t i = 0; i < norder; i++)
+            shown |= strcmp(key, order[i]) == 0 && json_is_integer(val);
+        char *text = shown ? NULL : json_short(val);
+        if (!shown)
+            printf(" %s=%s", key, text ? text : "?");
+        free(text);
+    }
+    printf("\n");
+    rc = 0;
+fail:
+    json_decref(res);
+    jd_buf_free(&query);
+    jd_buf_free(&body);
+    return rc;
+}
+
+static int cmd_access(ctl *c, const command *cmd, char **pos, size_t npos)
+{
+    const char *site = opt_value(c->cmd, "site"), *resp = opt_value(c->cmd, "respondent");
+    char path[80];
+    jd_buf query;
+    json_t *res = NULL;
+    char *pretty = NULL;
+    int rc = 1;
+    if (!site || !resp)
+        return usage_error(cmd, "--site KEY and --respondent UUID are required");
+    if (!jd_uuid_valid(resp))
+        return usage_error(cmd, "--respondent '%s' is not a UUID", resp);
+    jd_buf_init(&query);
+    jd_buf_puts(&query, "{\"site\":");
+    jd_buf_json_string(&query, site, strlen(site));
+    jd_buf_puts(&query, "}");
+    jd_buf_append(&query, "", 1);
+    if (!jd_buf_ok(&query)) {
+        errorf("out of memory");
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "/respondents/%s", resp);
+    if (api_json(c, "access", "GET", path, query.data, NULL, &res) != 0)
+        goto fail;
+    pretty = json_dumps(res, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (!pretty) {
+        errorf("out of memory");
+        goto fail;
+    }
+    rc = write_output(opt_value(c->cmd, "output"), pretty);
+fail:
+    free(pretty);
+    json_decref(res);
+    jd_buf_free(&query);
+    return rc;
 }
 
 static int hexval(char ch)
@@ -1016,38 +1067,25 @@ static int cmd_audit(ctl *c, const command *cmd, char **pos, size_t npos)
 {
     const char *limit = opt_value(c->cmd, "limit");
     long long n = 20;
-    char query[64], msg[512];
-    api_reply reply;
+    char query[64];
     json_t *doc = NULL;
-    int rc = 1;
     if (limit && !parse_int(limit, 1, 1000, &n))
         return usage_error(cmd, "--limit must be a whole number from 1 to 1000");
     snprintf(query, sizeof(query), "{\"limit\":\"%lld\"}", n);
-    if (api_call(c, "GET", "/audit", query, NULL, &reply) != 0)
+    if (api_json(c, "audit", "GET", "/audit", query, NULL, &doc) != 0)
         return 1;
-    if (reply.status != 200) {
-        errorf("audit: %d %s", reply.status, api_error_text(reply.body, msg, sizeof(msg)));
-        goto fail;
-    }
-    doc = json_loads(reply.body, 0, NULL);
-    json_t *items = json_is_array(doc) ? doc : NULL;
-    static const char *const wrappers[] = {"items", "entries", "data", "audit"};
-    for (size_t i = 0; !items && i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
-        if (json_is_array(json_object_get(doc, wrappers[i])))
-            items = json_object_get(doc, wrappers[i]);
-    if (!items) {
+    json_t *items = json_is_array(doc) ? doc : json_object_get(doc, "items");
+    if (!json_is_array(items)) {
+        json_decref(doc);
         errorf("audit: unexpected answer from GET /audit");
-        goto fail;
+        return 1;
     }
     if (json_array_size(items) == 0)
         printf("no audit entries\n");
     else
         print_table(items);
-    rc = 0;
-fail:
     json_decref(doc);
-    api_reply_free(&reply);
-    return rc;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------- */

@@ -347,7 +347,7 @@ h.test('import from JSON reports the line where each bad object starts; bad CSV 
   assert.match(noMap.stderr, /no map 987654/);
 });
 
-h.test('erase prints counts and is idempotent; access exports the respondent first', async () => {
+h.test('erase prints counts and is idempotent; access exports the respondent first; both are audited', async () => {
   const d = await h.daemon();
   const respondent = uuid();
   const { client } = await d.hello({ hello: { respondent } });
@@ -371,7 +371,17 @@ h.test('erase prints counts and is idempotent; access exports the respondent fir
   assert.match(byEmail, /^erased respondents=0 /m);
   const noSite = await ctl(['erase', '--site', 'no-such-site-key', '--respondent', respondent]);
   assert.equal(noSite.code, 1);
-  assert.match(noSite.stderr, /no site with key no-such-site-key/);
+  assert.match(noSite.stderr, /^journeyctl: erase: .*no-such-site-key.*\n$/);
+  const unknown = await ctl(['access', '--site', SITE_KEY, '--respondent', uuid()]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, ONE_LINE_ERROR);
+
+  // Both were audited, under the journeyctl actor, without the email.
+  const { rows } = await h.pg.query(
+    "SELECT action, object_id, detail::text AS detail FROM audit_log WHERE actor LIKE 'journeyctl%' AND action IN ('erase', 'access') ORDER BY id",
+  );
+  assert.deepEqual(rows.map((r) => [r.action, r.object_id]).slice(0, 3), [['access', respondent], ['erase', respondent], ['erase', respondent]]);
+  assert.ok(!rows.some((r) => r.detail.includes('nobody@example.com')), 'the email is not in the audit log');
 });
 
 h.test('identity sign produces a token the daemon accepts for a site with that identity secret', async () => {
