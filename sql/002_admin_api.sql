@@ -304,7 +304,7 @@ CREATE FUNCTION jd__scrub(p jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN jsonb_typeof(p) = 'object' THEN
         (p - 'identity_secret' - 'token' - 'token_hash')
         || CASE WHEN p ? 'identity_secret'
-                THEN jsonb_build_object('identity_secret', CASE WHEN jsonb_typeof(p -> 'identity_secret') = 'null'
+                THEN jsonb_build_object('identity_secret_change', CASE WHEN jsonb_typeof(p -> 'identity_secret') = 'null'
                                                                 THEN 'cleared' ELSE 'set' END)
                 ELSE '{}' END
     ELSE coalesce(p, '{}') END

@@ -48,7 +48,7 @@ SELECT ok(NOT EXISTS (SELECT 1 FROM seen, secret WHERE position(secret.s IN seen
 SELECT ok(NOT EXISTS (SELECT 1 FROM seen WHERE seen.body::jsonb::text ~ '"identity_secret":'), 'no API answer has an identity_secret field');
 SELECT ok(NOT EXISTS (SELECT 1 FROM audit_log l, secret WHERE position(secret.s IN l::text) > 0 OR position('another-secret' IN l::text) > 0),
           'the audit log never holds the secret');
-SELECT is((SELECT detail ->> 'identity_secret' FROM audit_log WHERE object_type = 'site' AND action = 'create' AND object_id = :'site'),
+SELECT is((SELECT detail ->> 'identity_secret_change' FROM audit_log WHERE object_type = 'site' AND action = 'create' AND object_id = :'site'),
           'set', '... it records that one was set');
 SELECT ok(position((SELECT s FROM secret) IN jd_map_document((SELECT id FROM maps WHERE site_id = :site))::text) = 0,
           'jd_map_document has no secret');
