@@ -1508,7 +1508,8 @@ BEGIN
                m.seq, m.created_at, m.sender, m.kind,
                a.name AS agent_name,
                CASE WHEN v_redact THEN jd_chat_redact(m.body) ELSE m.body END AS body,
-               m.page_url, st.slug AS stage, tp.slug AS touchpoint,
+               CASE WHEN v_redact THEN jd_chat_redact(m.page_url) ELSE m.page_url END AS page_url,
+               st.slug AS stage, tp.slug AS touchpoint,
                cd.codes
         FROM conv c
         JOIN sites si ON si.id = c.site_id
