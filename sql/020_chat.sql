@@ -1126,13 +1126,13 @@ BEGIN
     v_statuses := CASE WHEN p_status IS NULL THEN ARRAY['open', 'waiting'] ELSE ARRAY[p_status] END;
     SELECT count(*) INTO total FROM conversations c
     WHERE c.site_id = a.site_id AND c.status = ANY (v_statuses);
-    SELECT coalesce(jsonb_agg(jd_chat__summary(c) ORDER BY c.ord, c.id), '[]') INTO items
-    FROM (SELECT c.*, row_number() OVER (ORDER BY coalesce(c.last_message_at, c.created_at) DESC,
-                                                 c.id) AS ord
+    SELECT coalesce(jsonb_agg(jd_chat__summary(p.c) ORDER BY p.ord), '[]') INTO items
+    FROM (SELECT c AS c, row_number() OVER (ORDER BY coalesce(c.last_message_at, c.created_at) DESC,
+                                                    c.id) AS ord
           FROM conversations c
           WHERE c.site_id = a.site_id AND c.status = ANY (v_statuses)
           ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id
-          LIMIT v_limit OFFSET v_offset) c;
+          LIMIT v_limit OFFSET v_offset) p;
     RETURN jsonb_build_object('items', items, 'total', total, 'limit', v_limit, 'offset', v_offset);
 END $$;
 
