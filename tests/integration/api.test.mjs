@@ -190,3 +190,169 @@ h.test('create flow: map -> personas -> stages -> touchpoints -> survey -> quest
   const audit = await api(d, 'GET', '/audit', { tok: demo, query: { actor: 'demo admin', limit: '100' } });
   assert.ok(audit.json.total >= 9, `every write is audited under the token's name (${audit.json.total})`);
 });
+
+// ---------------------------------------------------------------------------------------------
+// proto/openapi.yaml
+
+// A small parser for the YAML subset proto/openapi.yaml is written in: block mappings and
+// sequences by indentation, '#' comment lines, quoted ('' escapes) and plain scalars, [] and {}.
+export function parseYaml(text) {
+  const lines = text
+    .split('\n')
+    .map((l) => l.replace(/\s+$/, ''))
+    .filter((l) => l.trim() !== '' && !l.trim().startsWith('#'))
+    .map((l) => ({ ind: l.length - l.trimStart().length, s: l.trim() }));
+  let i = 0;
+  const KEY = /^('(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^'"\s][^:]*?):(?: (.*))?$/;
+  const unquote = (s) => (s.startsWith("'") ? s.slice(1, -1).replace(/''/g, "'") : s.startsWith('"') ? JSON.parse(s) : s);
+  function scalar(s) {
+    if (s.startsWith("'") || s.startsWith('"')) return unquote(s);
+    if (s === 'true' || s === 'false') return s === 'true';
+    if (s === 'null' || s === '~') return null;
+    if (s === '[]') return [];
+    if (s === '{}') return {};
+    if (/^-?\d+(\.\d+)?$/.test(s)) return Number(s);
+    if (s.startsWith('[') && s.endsWith(']')) return s.slice(1, -1).split(',').map((x) => scalar(x.trim()));
+    return s;
+  }
+  function block(ind) {
+    return lines[i].s.startsWith('- ') ? seq(ind) : map(ind);
+  }
+  function map(ind) {
+    const o = {};
+    while (i < lines.length && lines[i].ind === ind && !lines[i].s.startsWith('- ')) {
+      const m = KEY.exec(lines[i].s);
+      if (!m) throw new Error(`openapi.yaml: cannot parse "${lines[i].s}"`);
+      i++;
+      const key = unquote(m[1]);
+      if (m[2] === undefined || m[2] === '') o[key] = i < lines.length && lines[i].ind > ind ? block(lines[i].ind) : null;
+      else o[key] = scalar(m[2]);
+    }
+    if (i < lines.length && lines[i].ind > ind) throw new Error(`openapi.yaml: bad indentation at "${lines[i].s}"`);
+    return o;
+  }
+  function seq(ind) {
+    const a = [];
+    while (i < lines.length && lines[i].ind === ind && lines[i].s.startsWith('- ')) {
+      const rest = lines[i].s.slice(2);
+      if (KEY.test(rest) && !rest.startsWith("'") ? true : /^'[^']*':/.test(rest)) {
+        lines[i] = { ind: ind + 2, s: rest };
+        a.push(map(ind + 2));
+      } else {
+        i++;
+        a.push(scalar(rest));
+      }
+    }
+    return a;
+  }
+  const doc = block(0);
+  if (i !== lines.length) throw new Error(`openapi.yaml: trailing content at "${lines[i].s}"`);
+  return doc;
+}
+
+const openapi = parseYaml(readFileSync(path.join(ROOT, 'proto', 'openapi.yaml'), 'utf8'));
+const shape = (template) => template.replace(/\{[^}]+\}/g, '{}');
+const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
+
+h.test('proto/openapi.yaml is OpenAPI 3 with bearer auth and an error schema', async () => {
+  assert.match(openapi.openapi, /^3\.0\./);
+  assert.equal(openapi.components.securitySchemes.bearer.scheme, 'bearer');
+  assert.deepEqual(openapi.security, [{ bearer: [] }]);
+  assert.deepEqual(openapi.components.schemas.Error.properties.error.required, ['code', 'message', 'field']);
+  const refs = [...readFileSync(path.join(ROOT, 'proto', 'openapi.yaml'), 'utf8').matchAll(/\$ref: '#\/components\/(\w+)\/(\w+)'/g)];
+  for (const [, kind, name] of refs) assert.ok(openapi.components[kind][name], `$ref ${kind}/${name} resolves`);
+  for (const [p, item] of Object.entries(openapi.paths)) {
+    for (const m of METHODS.filter((x) => item[x])) {
+      const declared = [...(item.parameters || []), ...(item[m].parameters || [])].filter((x) => x.in === 'path').map((x) => x.name);
+      assert.deepEqual(declared.sort(), [...p.matchAll(/\{(\w+)\}/g)].map((x) => x[1]).sort(), `${m} ${p}: path parameters declared`);
+      assert.ok(item[m].responses['401'], `${m} ${p} documents 401`);
+    }
+  }
+});
+
+h.test('every route jd_api serves is documented in proto/openapi.yaml, and only those', async () => {
+  const { rows } = await h.pg.query('SELECT template, lower(unnest(methods)) AS method FROM api_routes ORDER BY 1, 2');
+  assert.ok(rows.length >= 60, `api_routes has ${rows.length} route/method pairs`);
+  const documented = new Map(Object.entries(openapi.paths).map(([p, item]) => [shape(p), item]));
+  const missing = rows.filter((r) => !documented.get(shape(r.template))?.[r.method]).map((r) => `${r.method.toUpperCase()} ${r.template}`);
+  assert.deepEqual(missing, [], 'undocumented routes');
+  const served = new Set(rows.map((r) => `${r.method} ${shape(r.template)}`));
+  const extra = [];
+  for (const [p, item] of Object.entries(openapi.paths)) {
+    for (const m of METHODS.filter((x) => item[x])) if (!served.has(`${m} ${shape(p)}`)) extra.push(`${m.toUpperCase()} ${p}`);
+  }
+  assert.deepEqual(extra, [], 'documented routes the server does not have');
+});
+
+h.test('every documented GET answers (not 404) with a token, and its body matches the documented schema', async () => {
+  const { d, admin } = await setup();
+  const cat = await h.catalog();
+  const stageId = cat.stages.purchase;
+  const survey = cat.surveys['checkout-pulse'];
+  const post = async (p, body) => {
+    const r = await api(d, 'POST', p, { tok: admin, body });
+    assert.equal(r.status, 201, `POST ${p}: ${r.body}`);
+    return r.json.id;
+  };
+  const resourceId = await post(`/stages/${stageId}/resources`, { kind: 'technology', name: 'Payment provider', owner: 'Ops' });
+  const ruleId = await post(`/sites/${cat.siteId}/rules`, { kind: 'url', match: { pattern: '/checkout' }, map: cat.mapId, stage: 'purchase', touchpoint: 'website' });
+  const { rows: tk } = await h.pg.query("SELECT id FROM admin_tokens WHERE name = 'api reader'");
+  const respondent = '00000000-0000-4000-8000-00000000c0de';
+  await h.pg.query('INSERT INTO respondents (site_id, id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [cat.siteId, respondent]);
+  const values = {
+    '/sites/{}': cat.siteId, '/maps/{}': cat.mapId, '/stages/{}': stageId, '/surveys/{}': survey.id, '/tokens/{}': tk[0].id,
+    '/respondents/{}': respondent, '/rules/{}': ruleId, '/personas/{}': cat.personas['budget-parent'], '/resources/{}': resourceId,
+    '/touchpoints/{}': cat.touchpoints.website, '/obstacles/{}': cat.obstacles['shipping-cost'],
+    '/questions/{}': survey.questions.feel.id,
+  };
+  const fill = (p) => {
+    let out = '';
+    for (const seg of shape(p).split(/(?=\/)/)) {
+      if (seg === '/{}') {
+        const prev = out.slice(out.lastIndexOf('/'));
+        const v = prev === '/maps' && out.length > 5 ? undefined : values[`${prev}/{}`];
+        assert.ok(v !== undefined, `a value for ${p} after ${out}`);
+        out += `/${v}`;
+      } else out += seg;
+    }
+    return out;
+  };
+
+  // OpenAPI 3.0 schemas -> JSON Schema for ajv (nullable -> null allowed).
+  const Ajv2020 = (await import('ajv/dist/2020.js')).default;
+  const addFormats = (await import('ajv-formats')).default;
+  const convert = (s) => {
+    if (Array.isArray(s)) return s.map(convert);
+    if (!s || typeof s !== 'object') return s;
+    const o = {};
+    for (const [k, v] of Object.entries(s)) {
+      if (k === 'nullable') continue;
+      if (k === '$ref') o.$ref = v.replace('#/components/schemas/', 'api#/$defs/');
+      else o[k] = convert(v);
+    }
+    if (s.nullable) {
+      if (o.type) o.type = [o.type, 'null'];
+      else if (o.oneOf) o.oneOf = [...o.oneOf, { type: 'null' }];
+      else if (o.allOf) return { anyOf: [{ allOf: o.allOf }, { type: 'null' }] };
+    }
+    return o;
+  };
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  ajv.addSchema({ $id: 'api', $defs: convert(openapi.components.schemas) });
+
+  const checked = [];
+  for (const [p, item] of Object.entries(openapi.paths)) {
+    if (!item.get) continue;
+    const url = fill(p);
+    const r = await api(d, 'GET', url, { tok: admin });
+    assert.notEqual(r.status, 404, `GET ${url} (${p}): ${r.body.slice(0, 300)}`);
+    assert.equal(r.status, 200, `GET ${url} (${p}): ${r.body.slice(0, 300)}`);
+    assert.match(r.type, /^application\/json/);
+    const schema = item.get.responses['200'].content['application/json'].schema;
+    const validate = ajv.compile(convert(schema));
+    assert.ok(validate(r.json), `GET ${url} matches the documented schema: ${ajv.errorsText(validate.errors)}\n${r.body.slice(0, 500)}`);
+    checked.push(p);
+  }
+  assert.ok(checked.length >= 25, `checked ${checked.length} documented GETs`);
+});
