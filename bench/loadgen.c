@@ -244,7 +244,7 @@ typedef struct conn {
     int msg_op;
     pend_t *ring;
     uint32_t rhead, rcount, rcap, outstanding;
-    char session_persona;
+    uint32_t acked_window; /* acks in the measured window: fairness across connections */
 } conn_t;
 
 typedef struct {
@@ -271,6 +271,7 @@ typedef struct worker {
     size_t n_lat, cap_lat;
     /* per second since t_warm: acks, and the slowest ack (us) */
     uint32_t tl_acks[TIMELINE_MAX], tl_max[TIMELINE_MAX];
+    uint64_t max_any_us; /* slowest ack of the whole run, warm-up and drain included */
     /* open-loop pacing */
     double rate;
     uint64_t scheduled;
@@ -620,8 +621,12 @@ static void on_ack(worker_t *w, conn_t *c, const char *m, size_t len)
             w->unknown_acks++;
         } else {
             w->acked++;
-            if (in_window)
+            if (in_window) {
                 w->acked_window++;
+                c->acked_window++;
+            }
+            if (t > hit->t_us && t - hit->t_us > w->max_any_us)
+                w->max_any_us = t - hit->t_us;
             if (t >= t_warm && (t - t_warm) / 1000000u < TIMELINE_MAX) {
                 size_t sec = (size_t)((t - t_warm) / 1000000u);
                 uint64_t l = t > hit->t_us ? t - hit->t_us : 0;
@@ -1300,6 +1305,20 @@ int main(int argc, char **argv)
             active_ok += w->conns[i].state == C_READY;
     }
     qsort(lat, n_lat, sizeof(*lat), cmp_u32);
+    uint64_t max_any = 0;
+    for (int t = 0; t < opt.threads; t++)
+        if (workers[t].max_any_us > max_any)
+            max_any = workers[t].max_any_us;
+    /* fairness: answers acked per active connection during the window */
+    uint32_t *per_conn = malloc(((size_t)opt.conns + 1) * sizeof(*per_conn));
+    size_t n_pc = 0;
+    if (!per_conn)
+        die("out of memory");
+    for (int t = 0; t < opt.threads; t++)
+        for (int i = workers[t].first_active; i < workers[t].n_conns; i++)
+            if (workers[t].conns[i].ring)
+                per_conn[n_pc++] = workers[t].conns[i].acked_window;
+    qsort(per_conn, n_pc, sizeof(*per_conn), cmp_u32);
     double rate = (double)sum.acked_window / opt.duration;
     double cpu = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
     double per_idle = opt.idle > 0 && idle_ok > 0 && rss_before >= 0 && rss_idle >= 0
@@ -1331,6 +1350,15 @@ int main(int argc, char **argv)
            "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
            n_lat, lat_mean, pct(lat, n_lat, 50), pct(lat, n_lat, 95), pct(lat, n_lat, 99),
            pct(lat, n_lat, 99.9), n_lat ? lat[n_lat - 1] / 1000.0 : -1);
+    size_t starved_conns = 0;
+    while (starved_conns < n_pc && per_conn[starved_conns] == 0)
+        starved_conns++;
+    printf("\"acked_per_conn\":{\"min\":%u,\"p1\":%u,\"p50\":%u,\"max\":%u,"
+           "\"conns_with_none\":%zu},\"max_latency_any_ms\":%.1f,",
+           n_pc ? per_conn[0] : 0, n_pc ? per_conn[(n_pc - 1) / 100] : 0,
+           n_pc ? per_conn[(n_pc - 1) / 2] : 0, n_pc ? per_conn[n_pc - 1] : 0, starved_conns,
+           max_any / 1000.0);
+    free(per_conn);
     /* per-second timeline from the start of the warm-up to the end of the drain */
     size_t secs = (size_t)((opt.warmup + opt.duration) + 0.999);
     for (size_t sec = secs; sec < TIMELINE_MAX; sec++)

@@ -68,10 +68,19 @@ def main():
          "≤ 8 KiB", verdict(0 <= per_idle <= 8192)),
     ]
     if alls:
+        fair = alls.get("acked_per_conn")
+        fair_txt = ""
+        if fair:
+            fair_txt = (f"; answers acked per connection in the window: min {fair['min']}, "
+                        f"median {fair['p50']}, max {fair['max']}; **{n(fair['conns_with_none'])} "
+                        f"connections got none**, slowest ack "
+                        f"{n(alls.get('max_latency_any_ms', 0) / 1000, 1)} s")
         rows.append((f"journeyd acked ingest, {n(alls['conns_ok'])} connections all sending "
                      f"(window {alls['window']})", ingest_cells(alls) +
                      (f"; {100 * alls['acked_per_s'] / tp['acked_per_s']:.0f}% of the "
-                      f"{tp['conns']}-connection rate" if tp["acked_per_s"] else ""), "", ""))
+                      f"{tp['conns']}-connection rate" if tp["acked_per_s"] else "") + fair_txt,
+                     "every connection progresses",
+                     verdict(fair["conns_with_none"] == 0) if fair else ""))
     d = r["daemon"]
     rows += [
         ("daemon CPU over all journeyd phases",
@@ -122,6 +131,9 @@ def main():
         if ph.get("cpu_phase", {}).get("others_pct", 0) > 20:
             bad.append(f"{name}: other processes used {ph['cpu_phase']['others_pct']:.0f}% of a "
                        "core during the phase: the figures are pessimistic")
+        if ph.get("acked_per_conn", {}).get("conns_with_none"):
+            bad.append(f"{name}: {ph['acked_per_conn']['conns_with_none']} connections had no "
+                       "answer acked during the whole measured window (starvation)")
         if ph.get("starved"):
             bad.append(f"{name}: {ph['starved']} answers were due while every window was full")
     if d.get("exit_code"):

@@ -309,7 +309,7 @@ WARNINGS="$(grep -c -E ' (WARN|ERROR) ' "$WORK/daemon.log" || true)"
 # --- 3. report --------------------------------------------------------------------------------------
 mkdir -p "$RESULTS"
 COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-DIRTY="$(git -C "$ROOT" status --porcelain -- daemon sql bench 2>/dev/null | grep -q . && echo true || echo false)"
+DIRTY="$(git -C "$ROOT" status --porcelain -- daemon sql bench ':!bench/results' 2>/dev/null | grep -q . && echo true || echo false)"
 jq -n \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --arg commit "$COMMIT" --argjson dirty "$DIRTY" \
