@@ -235,7 +235,7 @@ export function parseYaml(text) {
     const a = [];
     while (i < lines.length && lines[i].ind === ind && lines[i].s.startsWith('- ')) {
       const rest = lines[i].s.slice(2);
-      if (KEY.test(rest) && !rest.startsWith("'") ? true : /^'[^']*':/.test(rest)) {
+      if (KEY.test(rest)) {
         lines[i] = { ind: ind + 2, s: rest };
         a.push(map(ind + 2));
       } else {
