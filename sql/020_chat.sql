@@ -1355,7 +1355,8 @@ BEGIN
 END $$;
 
 -- Coded chat messages as map evidence, shaped like the answers columns the map export
--- aggregates. One row per message and span: the latest current code (superseded and retracted
+-- aggregates (score, goal_reached, survey_id and question_id are NULL, so the export can
+-- UNION ALL it with answers; evidence_id replaces 'answer:' || id). One row per message and span: the latest current code (superseded and retracted
 -- codes never count, and when two coders coded the same span the later code wins, so a quote is
 -- never counted twice). thought is the coded text (the span, or the whole message), masked when
 -- the site's redact setting is not 'off'. A code without persona/stage/touchpoint falls back to
@@ -1369,8 +1370,12 @@ SELECT DISTINCT ON (mc.message_id, coalesce(mc.span_start, -1), coalesce(mc.span
     coalesce(mc.stage_id, ms.id) AS stage_id,
     coalesce(mc.touchpoint_id, mt.id) AS touchpoint_id,
     mc.emotion,
+    NULL::smallint AS score,
+    NULL::boolean AS goal_reached,
     mc.obstacle_ids,
     CASE WHEN si.redact = 'off' THEN x.coded ELSE jd_chat_redact(x.coded) END AS thought,
+    NULL::bigint AS survey_id,
+    NULL::bigint AS question_id,
     'chat'::text AS source,
     'message:' || m.id AS evidence_id,
     c.respondent_id,
@@ -1615,9 +1620,9 @@ END $$;
 -- Erases a visitor's chats: every conversation of the site opened by that respondent, or (with
 -- p_email) by any respondent whose e-mail or verified subject is p_email, or left with that
 -- e-mail in the offline form. Conversations are deleted with all their messages (agent replies
--- quote the visitor too) and their codes. Instances subscribed to them are notified and find
--- them gone. Idempotent; returns counts and the respondent ids involved, so the caller can pass
--- each to jd_erase (010), which removes the chat rating answers with the rest.
+-- quote the visitor too), their codes and their end-of-chat ratings (answers with source 'chat'
+-- naming the conversation). Instances subscribed to them are notified and find them gone.
+-- Idempotent; returns counts and the respondent ids the conversations belonged to.
 --
 -- Call jd_erase_chat BEFORE jd_erase: jd_erase clears respondents.email and deletes sessions,
 -- which this function uses to find the visitor by e-mail.
@@ -1629,6 +1634,7 @@ DECLARE
     n_conv bigint;
     n_msg bigint;
     n_codes bigint;
+    n_answers bigint;
 BEGIN
     SELECT coalesce(array_agg(c.id), '{}'),
            coalesce(array_agg(DISTINCT c.respondent_id) FILTER (WHERE c.respondent_id IS NOT NULL), '{}')
@@ -1646,11 +1652,15 @@ BEGIN
     SELECT count(*) INTO n_msg FROM messages WHERE conversation_id = ANY (targets);
     SELECT count(*) INTO n_codes FROM message_codes mc JOIN messages m ON m.id = mc.message_id
     WHERE m.conversation_id = ANY (targets);
+    DELETE FROM answers a
+    WHERE a.site_id = p_site_id AND a.source = 'chat'
+      AND a.value ->> 'conversation' = ANY (targets::text[]);
+    GET DIAGNOSTICS n_answers = ROW_COUNT;
     DELETE FROM conversations WHERE id = ANY (targets);
     GET DIAGNOSTICS n_conv = ROW_COUNT;
     PERFORM jd_chat__notify(t) FROM unnest(targets) t;
     RETURN jsonb_build_object('conversations', n_conv, 'messages', n_msg, 'codes', n_codes,
-                              'respondents', to_jsonb(who));
+                              'answers', n_answers, 'respondents', to_jsonb(who));
 END $$;
 
 -- Right of access: a respondent's conversations with every message (notes included: they are

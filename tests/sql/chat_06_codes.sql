@@ -153,7 +153,8 @@ FROM information_schema.columns ce
 JOIN information_schema.columns a ON a.table_name = 'answers' AND a.column_name = ce.column_name
 WHERE ce.table_name = 'chat_evidence'
   AND ce.column_name IN ('site_id', 'map_id', 'persona_id', 'stage_id', 'touchpoint_id', 'emotion', 'obstacle_ids',
-                         'thought', 'source', 'respondent_id', 'session_id', 'created_at');
+                         'thought', 'source', 'respondent_id', 'session_id', 'created_at', 'score', 'goal_reached',
+                         'survey_id', 'question_id');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -58,7 +58,9 @@ SELECT is((SELECT sum(jsonb_array_length(c -> 'messages')) FROM jsonb_array_elem
 -- the session whose verified subject is that e-mail (exactly, as jd_erase matches subjects; e-mails
 -- match case-insensitively). T and site B are untouched.
 SELECT jd_erase_chat(:site_a, '00000000-0000-4000-8000-0000000000a1', 'rita@example.com') AS er \gset
-SELECT is((:'er'::jsonb - 'respondents'), '{"conversations": 4, "messages": 13, "codes": 4}'::jsonb, 'erase_chat reports what it deleted');
+SELECT is((:'er'::jsonb - 'respondents'), '{"conversations": 4, "messages": 13, "codes": 4, "answers": 1}'::jsonb, 'erase_chat reports what it deleted');
+SELECT is(count(*), 0::bigint, 'the end-of-chat rating is gone with its conversation')
+FROM answers WHERE source = 'chat' AND respondent_id = '00000000-0000-4000-8000-0000000000a1' AND site_id = :site_a;
 SELECT is((SELECT array_agg(x ORDER BY x) FROM jsonb_array_elements_text(:'er'::jsonb -> 'respondents') x),
           ARRAY['00000000-0000-4000-8000-0000000000a1', '00000000-0000-4000-8000-0000000000a2', '00000000-0000-4000-8000-0000000000a4'],
           'and the respondent ids to pass to jd_erase');
@@ -71,12 +73,13 @@ SELECT ok(NOT EXISTS (SELECT 1 FROM messages WHERE body LIKE '%Rita%' OR body LI
 SELECT is(count(*), 3::bigint, 'another visitor''s conversation is untouched') FROM messages WHERE conversation_id = (SELECT id FROM cv WHERE who = 't');
 SELECT is(count(*), 3::bigint, 'the same respondent id on another site is untouched') FROM messages WHERE conversation_id = (SELECT id FROM cv WHERE who = 'b');
 SELECT is(jd_erase_chat(:site_a, '00000000-0000-4000-8000-0000000000a1', 'rita@example.com'),
-          '{"conversations": 0, "messages": 0, "codes": 0, "respondents": []}'::jsonb, 'erasing again is a no-op');
+          '{"conversations": 0, "messages": 0, "codes": 0, "answers": 0, "respondents": []}'::jsonb, 'erasing again is a no-op');
 SELECT is(jd_chat_access(:site_a, '00000000-0000-4000-8000-0000000000a1'), '[]'::jsonb, 'access finds nothing afterwards');
--- jd_erase (010) then removes the rating answer and the rest, as documented.
-SELECT jd_erase(:site_a, '00000000-0000-4000-8000-0000000000a1', 'rita@example.com') \g /dev/null
-SELECT is(count(*), 0::bigint, 'after jd_erase no chat answer of the visitor is left')
-FROM answers WHERE respondent_id = '00000000-0000-4000-8000-0000000000a1' AND site_id = :site_a;
+-- jd_erase (010) then erases the rest of the respondent, as documented.
+SELECT lives_ok($$SELECT jd_erase($$ || :site_a || $$, '00000000-0000-4000-8000-0000000000a1', 'rita@example.com')$$,
+                'jd_erase runs after jd_erase_chat');
+SELECT ok(erased_at IS NOT NULL AND email IS NULL, 'and leaves its tombstone')
+FROM respondents WHERE site_id = :site_a AND id = '00000000-0000-4000-8000-0000000000a1';
 
 -- Retention and housekeeping.
 UPDATE sites SET retention_days = 30 WHERE id = :site_a;
