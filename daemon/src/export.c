@@ -999,7 +999,7 @@ static void html_text(jd_buf *out, const char *s)
 static void html_curve(jd_buf *out, const model *m, const view *v)
 {
     size_t ns = json_array_size(m->stages), si;
-    int w = (int)ns * HT_COL_W, top = 14, h = HT_CURVE_H - 28;
+    int w = (int)ns * HT_COL_W, top = 24, h = HT_CURVE_H - 36;
     const json_t *stage;
     char a[FMT_NUM], b[FMT_NUM];
 #define Y(val) (top + (int)lround((5.0 - (val)) / 4.0 * h))
