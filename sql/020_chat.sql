@@ -194,6 +194,7 @@ CREATE TABLE message_codes (
     touchpoint_id bigint REFERENCES touchpoints (id) ON DELETE SET NULL,
     memo          text CHECK (length(memo) <= 2000),
     coder_id      bigint REFERENCES agents (id) ON DELETE SET NULL,
+    client_id     uuid UNIQUE,   -- the console frame's id: a resent code.create/revise is not doubled
     created_at    timestamptz NOT NULL DEFAULT now(),
     superseded_at timestamptz,
     superseded_by bigint REFERENCES message_codes (id) ON DELETE CASCADE,
@@ -399,6 +400,7 @@ BEGIN
         PERFORM jd_chat__fail(404, 'not_found', 'no such agent', 'agent');
     END IF;
     UPDATE agent_sessions SET revoked_at = now() WHERE agent_id = p_agent_id AND revoked_at IS NULL;
+    PERFORM pg_notify('journeyd_agent', p_agent_id::text);
 END $$;
 
 -- Disabling keeps the account (its messages and codes keep their author) but ends every session.
@@ -412,6 +414,7 @@ BEGIN
     UPDATE agent_sessions SET revoked_at = now() WHERE agent_id = p_agent_id AND revoked_at IS NULL;
     PERFORM jd_agent_presence(p_agent_id, ap.instance, false)
     FROM agent_presence ap WHERE ap.agent_id = p_agent_id;
+    PERFORM pg_notify('journeyd_agent', p_agent_id::text);
 END $$;
 
 -- Signs an agent in. Always exactly one row: on success a token (the cookie value; only its hash
@@ -487,12 +490,21 @@ BEGIN
       AND a.disabled_at IS NULL;
 END $$;
 
--- Revokes the session; true when it was live.
+-- Revokes the session; true when it was live. Logout, a new password and disabling notify
+-- 'journeyd_agent' with the agent id, so every instance re-checks that agent's console sockets
+-- (jd_agent_session) and closes those whose session ended.
 CREATE FUNCTION jd_agent_logout(p_token text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    v_agent bigint;
 BEGIN
     UPDATE agent_sessions SET revoked_at = now()
-    WHERE token_hash = jd_chat__hash(p_token) AND revoked_at IS NULL;
-    RETURN FOUND;
+    WHERE token_hash = jd_chat__hash(p_token) AND revoked_at IS NULL
+    RETURNING agent_id INTO v_agent;
+    IF v_agent IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_notify('journeyd_agent', v_agent::text);
+    RETURN true;
 END $$;
 
 -- The site's online agents: [{"id","name"}] by name (a row refreshed within p_within).
@@ -838,7 +850,8 @@ BEGIN
 END $$;
 
 -- What an instance calls after a wake-up, for many subscriptions at once:
---   p = [{"conversation": uuid, "after_seq": n, "for_agent": bool, "limit": n (default 200)}]
+--   p = [{"conversation": uuid, "after_seq": n, "for_agent": bool, "limit": n (default 200),
+--         "messages": false (state only, e.g. for inbox updates; default true)}]
 -- returns, in the same order,
 --   [{"conversation": uuid, "state": jd_chat_state(...) or null, "messages": [...],
 --     "more": true when the limit cut the list (poll again from the last seq)}]
@@ -852,14 +865,15 @@ CREATE FUNCTION jd_chat_poll(p jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
     FROM (SELECT (e.j ->> 'conversation')::uuid AS conversation,
                  coalesce((e.j ->> 'after_seq')::bigint, 0) AS after_seq,
                  coalesce((e.j ->> 'for_agent')::boolean, false) AS for_agent,
-                 least(greatest(coalesce((e.j ->> 'limit')::int, 200), 1), 1000) AS lim, e.n
+                 least(greatest(coalesce((e.j ->> 'limit')::int, 200), 1), 1000) AS lim,
+                 coalesce((e.j ->> 'messages')::boolean, true) AS want, e.n
           FROM jsonb_array_elements(p) WITH ORDINALITY AS e (j, n)) q
     LEFT JOIN LATERAL (
         SELECT jsonb_agg(x.j ORDER BY x.seq) FILTER (WHERE x.rn <= q.lim) AS list, count(*) AS n
         FROM (SELECT m.seq, jd_chat__message_json(m, q.for_agent) AS j,
                      row_number() OVER (ORDER BY m.seq) AS rn
               FROM messages m
-              WHERE m.conversation_id = q.conversation AND m.seq > q.after_seq
+              WHERE q.want AND m.conversation_id = q.conversation AND m.seq > q.after_seq
                 AND (q.for_agent OR m.kind <> 'note')
               ORDER BY m.seq
               LIMIT q.lim + 1) x
@@ -1170,6 +1184,7 @@ CREATE FUNCTION jd_chat__code_json(mc message_codes) RETURNS jsonb LANGUAGE sql 
         'touchpoint', tp.slug,
         'memo', mc.memo,
         'coder', CASE WHEN a.id IS NOT NULL THEN jsonb_build_object('id', a.id, 'name', a.name) END,
+        'client_id', mc.client_id,
         'created_at', jd_chat__ts(mc.created_at),
         'superseded_at', jd_chat__ts(mc.superseded_at),
         'superseded_by', mc.superseded_by)
@@ -1198,7 +1213,8 @@ $$;
 CREATE FUNCTION jd_chat__code_insert(p_agent_id bigint, p_message_id bigint, p_span_start int,
                                      p_span_end int, p_emotion int, p_obstacles text[],
                                      p_stage text, p_touchpoint text, p_persona text,
-                                     p_map text, p_memo text, p_map_id bigint DEFAULT NULL)
+                                     p_map text, p_memo text, p_map_id bigint DEFAULT NULL,
+                                     p_client_id uuid DEFAULT NULL)
 RETURNS message_codes LANGUAGE plpgsql AS $$
 DECLARE
     a agents := jd_chat__agent(p_agent_id);
@@ -1281,40 +1297,68 @@ BEGIN
                               'a code needs an emotion, obstacles, a persona, a stage or a touchpoint');
     END IF;
     INSERT INTO message_codes (message_id, map_id, span_start, span_end, emotion, obstacle_ids,
-                               persona_id, stage_id, touchpoint_id, memo, coder_id)
+                               persona_id, stage_id, touchpoint_id, memo, coder_id, client_id)
     VALUES (m.id, v_map, p_span_start, p_span_end, p_emotion, v_obstacles, v_persona, v_stage,
-            v_touch, nullif(btrim(coalesce(p_memo, '')), ''), a.id)
+            v_touch, nullif(btrim(coalesce(p_memo, '')), ''), a.id, p_client_id)
     RETURNING * INTO r;
     UPDATE conversations SET codes_version = codes_version + 1 WHERE id = m.conversation_id;
     PERFORM jd_chat__notify(m.conversation_id);
     RETURN r;
 END $$;
 
+-- The code a console frame id already made on the agent's site, if any (resends).
+CREATE FUNCTION jd_chat__code_by_client(p_agent_id bigint, p_client_id uuid)
+RETURNS message_codes LANGUAGE sql STABLE AS $$
+    SELECT mc.* FROM message_codes mc
+    JOIN messages m ON m.id = mc.message_id
+    JOIN agents a ON a.site_id = m.site_id
+    WHERE mc.client_id = p_client_id AND a.id = p_agent_id
+$$;
+
 -- Codes a visitor message (or the span [p_span_start, p_span_end) of it). Returns the code.
+-- p_client_id (the code.create frame's id) makes a resend return the code made the first time.
 CREATE FUNCTION jd_code_message(p_agent_id bigint, p_message_id bigint, p_span_start int,
                                 p_span_end int, p_emotion int, p_obstacles text[], p_stage text,
                                 p_touchpoint text, p_persona text DEFAULT NULL,
-                                p_map text DEFAULT NULL, p_memo text DEFAULT NULL)
+                                p_map text DEFAULT NULL, p_memo text DEFAULT NULL,
+                                p_client_id uuid DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    r message_codes;
 BEGIN
+    IF p_client_id IS NOT NULL THEN
+        r := jd_chat__code_by_client(p_agent_id, p_client_id);
+        IF r.id IS NOT NULL THEN
+            RETURN jd_chat__code_json(r);
+        END IF;
+    END IF;
     RETURN jd_chat__code_json(jd_chat__code_insert(p_agent_id, p_message_id, p_span_start,
                                                    p_span_end, p_emotion, p_obstacles, p_stage,
-                                                   p_touchpoint, p_persona, p_map, p_memo));
+                                                   p_touchpoint, p_persona, p_map, p_memo, NULL,
+                                                   p_client_id));
 END $$;
 
 -- Revises a current code: the new values (all of them: a revision replaces, it does not merge)
 -- become a new row on the same message and map; the old row keeps its values and gets
--- superseded_at / superseded_by. Revising a code that is no longer current is 409 'superseded'.
+-- superseded_at / superseded_by. Revising a code that is no longer current is 409 'superseded',
+-- except for a resend of the same revision (same p_client_id), which returns it.
 CREATE FUNCTION jd_code_revise(p_agent_id bigint, p_code_id bigint, p_span_start int,
                                p_span_end int, p_emotion int, p_obstacles text[], p_stage text,
                                p_touchpoint text, p_persona text DEFAULT NULL,
-                               p_memo text DEFAULT NULL)
+                               p_memo text DEFAULT NULL, p_client_id uuid DEFAULT NULL)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     a agents := jd_chat__agent(p_agent_id);
     old message_codes;
     r message_codes;
 BEGIN
+    IF p_client_id IS NOT NULL THEN
+        r := jd_chat__code_by_client(p_agent_id, p_client_id);
+        IF r.id IS NOT NULL THEN
+            RETURN jd_chat__code_json(r) || jsonb_build_object('revises',
+                (SELECT id FROM message_codes WHERE superseded_by = r.id));
+        END IF;
+    END IF;
     SELECT mc.* INTO old FROM message_codes mc JOIN messages m ON m.id = mc.message_id
     WHERE mc.id = p_code_id AND m.site_id = a.site_id
     FOR UPDATE OF mc;
@@ -1325,12 +1369,14 @@ BEGIN
         PERFORM jd_chat__fail(409, 'superseded', 'this code was already revised or retracted', 'code');
     END IF;
     r := jd_chat__code_insert(p_agent_id, old.message_id, p_span_start, p_span_end, p_emotion,
-                              p_obstacles, p_stage, p_touchpoint, p_persona, NULL, p_memo, old.map_id);
+                              p_obstacles, p_stage, p_touchpoint, p_persona, NULL, p_memo, old.map_id,
+                              p_client_id);
     UPDATE message_codes SET superseded_at = now(), superseded_by = r.id WHERE id = old.id;
     RETURN jd_chat__code_json(r) || jsonb_build_object('revises', old.id);
 END $$;
 
 -- Withdraws a current code without a replacement (history kept: superseded_at alone).
+-- Retracting a retracted code returns it unchanged (resends); a revised one is 409.
 CREATE FUNCTION jd_code_retract(p_agent_id bigint, p_code_id bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1344,8 +1390,11 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jd_chat__fail(404, 'not_found', 'no such code', 'code');
     END IF;
+    IF old.superseded_at IS NOT NULL AND old.superseded_by IS NULL THEN
+        RETURN jd_chat__code_json(old);
+    END IF;
     IF old.superseded_at IS NOT NULL THEN
-        PERFORM jd_chat__fail(409, 'superseded', 'this code was already revised or retracted', 'code');
+        PERFORM jd_chat__fail(409, 'superseded', 'this code was revised', 'code');
     END IF;
     UPDATE message_codes SET superseded_at = now() WHERE id = old.id RETURNING * INTO old;
     SELECT conversation_id INTO v_conv FROM messages WHERE id = old.message_id;

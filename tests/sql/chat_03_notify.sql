@@ -15,6 +15,7 @@ SELECT dblink_connect('l', :'connstr') \g /dev/null
 SELECT dblink_connect('b', :'connstr') \g /dev/null
 SELECT dblink_exec('l', 'LISTEN journeyd_chat') \g /dev/null
 SELECT dblink_exec('l', 'LISTEN journeyd_presence') \g /dev/null
+SELECT dblink_exec('l', 'LISTEN journeyd_agent') \g /dev/null
 
 -- Collects what 'l' received: waits until at least p_expect notifications arrived (3 s at most),
 -- then 200 ms more so that an unexpected extra one is caught too.
@@ -100,6 +101,13 @@ SELECT pg_temp.w(format($$SELECT jd_agent_presence(%s, 'instance-a', false)$$, :
 SELECT is(pg_temp.collect(0), 0::bigint, 'leaving one of two instances does not');
 SELECT pg_temp.w(format($$SELECT jd_presence_clear_instance('instance-b')$$)) \g /dev/null
 SELECT is(pg_temp.collect(1), 1::bigint, 'going offline everywhere notifies');
+SELECT token AS tok FROM dblink('w', format($$SELECT token FROM jd_agent_login(%L, 'nina@notify.example', 'a long enough secret')$$, :'key'))
+    AS t (token text) \gset
+SELECT pg_temp.w(format($$SELECT jd_agent_logout(%L)$$, :'tok')) \g /dev/null
+SELECT is(pg_temp.collect(1), 1::bigint, 'a logout notifies');
+SELECT is(channel || ':' || payload, 'journeyd_agent:' || :agent, 'on journeyd_agent with the agent id, so instances close its sockets') FROM got;
+SELECT pg_temp.w(format($$SELECT jd_agent_logout(%L)$$, :'tok')) \g /dev/null
+SELECT is(pg_temp.collect(0), 0::bigint, 'a second logout of the same token does not');
 
 -- Two writers, one conversation: 'w' inserts X inside an open transaction; 'b' sends X again and
 -- a new Y, and must wait for w's row lock. After w commits, b sees X (same seq, no second row)

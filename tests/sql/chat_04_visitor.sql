@@ -118,6 +118,8 @@ SELECT is(:'poll'::jsonb -> 0 -> 'more', 'true'::jsonb, 'and says there is more'
 SELECT is(:'poll'::jsonb -> 0 -> 'state' ->> 'last_seq', '4', 'the state carries last_seq');
 SELECT is(:'poll'::jsonb -> 0 -> 'state' ->> 'status', 'open', 'and the status');
 SELECT is(:'poll'::jsonb -> 1 -> 'state', 'null'::jsonb, 'an unknown conversation has a null state');
+SELECT is(jd_chat_poll(jsonb_build_array(jsonb_build_object('conversation', :'conv', 'messages', false))) -> 0 -> 'messages',
+          '[]'::jsonb, 'poll can ask for the state only');
 
 -- Offline message and e-mail.
 SELECT conversation_id AS off FROM jd_chat_open(:site_a, gen_random_uuid(), NULL, NULL, 'https://a.example/', NULL, NULL) \gset

@@ -115,6 +115,19 @@ SELECT ok(codes_version > :v0, 'a revision bumps the conversation''s codes_versi
 SELECT is(jsonb_array_length(jd_chat_codes(:'conv')), 3, 'three current codes in the conversation');
 SELECT is(jsonb_array_length(jd_chat_codes(:'conv', true)), 4, 'four with history');
 
+-- Console frame ids make create and revise idempotent.
+SELECT jd_code_message(:anna, :m1, 4, 14, 3, NULL, NULL, NULL, NULL, NULL, NULL, 'ffffffff-0000-4000-8000-000000000001') AS k1 \gset
+SELECT is(jd_code_message(:anna, :m1, 4, 14, 3, NULL, NULL, NULL, NULL, NULL, NULL, 'ffffffff-0000-4000-8000-000000000001'),
+          :'k1'::jsonb, 'a resent code.create returns the same code');
+SELECT is(count(*), 1::bigint, 'and makes no second row') FROM message_codes WHERE client_id = 'ffffffff-0000-4000-8000-000000000001';
+SELECT throws_ok(format($$SELECT jd_code_message(%s, %s, 4, 14, 3, NULL, NULL, NULL, NULL, NULL, NULL, 'ffffffff-0000-4000-8000-000000000001')$$,
+                        :bob, :m1), 'JD404', NULL, 'another site''s agent cannot read a code through its frame id');
+SELECT jd_code_revise(:anna, (:'k1'::jsonb ->> 'id')::bigint, 4, 14, 4, NULL, NULL, NULL, NULL, NULL, 'ffffffff-0000-4000-8000-000000000002') AS k2 \gset
+SELECT is(jd_code_revise(:anna, (:'k1'::jsonb ->> 'id')::bigint, 4, 14, 4, NULL, NULL, NULL, NULL, NULL, 'ffffffff-0000-4000-8000-000000000002'),
+          :'k2'::jsonb, 'a resent code.revise returns the same revision instead of 409');
+SELECT is(count(*), 2::bigint, 'two rows in that history') FROM message_codes WHERE message_id = :m1 AND span_start = 4;
+DELETE FROM message_codes WHERE message_id = :m1 AND span_start = 4;
+
 -- chat_evidence: only current codes, one row per message and span.
 SELECT is(count(*), 3::bigint, 'three evidence rows') FROM chat_evidence WHERE conversation_id = :'conv';
 SELECT is(row(map_id, persona_id, stage_id, touchpoint_id, emotion, thought, source, evidence_id, respondent_id)::text,
@@ -134,8 +147,10 @@ SELECT jd_code_retract(:anna, (:'c3b'::jsonb ->> 'id')::bigint) \g /dev/null
 SELECT is(emotion, 4::smallint, 'after a retraction the earlier code counts again') FROM chat_evidence WHERE message_id = :m3;
 SELECT ok(superseded_at IS NOT NULL AND superseded_by IS NULL, 'a retraction keeps the row')
 FROM message_codes WHERE id = (:'c3b'::jsonb ->> 'id')::bigint;
-SELECT throws_ok(format($$SELECT jd_code_retract(%s, %s)$$, :anna, :'c3b'::jsonb ->> 'id'), 'JD409', NULL,
-                 'a retracted code cannot be retracted again');
+SELECT is(jd_code_retract(:anna, (:'c3b'::jsonb ->> 'id')::bigint) ->> 'id', :'c3b'::jsonb ->> 'id',
+          'retracting again (a resend) returns the retracted code');
+SELECT throws_ok(format($$SELECT jd_code_retract(%s, %s)$$, :anna, :'c1'::jsonb ->> 'id'), 'JD409', NULL,
+                 'a revised code cannot be retracted');
 -- Redaction follows the site setting; erased respondents and opt-in without consent are left out.
 UPDATE messages SET body = 'Call me on +44 20 7946 0958 about the 12 euros' WHERE id = :m3;
 UPDATE sites SET redact = 'export' WHERE id = :site_a;
