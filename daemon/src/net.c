@@ -473,10 +473,12 @@ static int ws_receive(jd_net *net, jd_conn *c, struct lws *wsi, const void *in, 
         jd_metrics_error(JD_ERR_FRAME_TOO_LARGE);
         jd_log(JD_LOG_INFO, c->id, c->peer, "frame over max_frame (%d bytes); closing 1009",
                net->config.max_frame);
-        static const char reason[] = "frame_too_large";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
+        /* Close from WRITEABLE rather than here: lws then sends the close frame and reads (and
+         * drops) the rest of the oversized message while waiting for the peer's close, instead
+         * of resetting a socket with unread data, which would lose the 1009. */
+        jd_buf_free(&c->rx);
+        conn_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame_too_large");
+        return 0;
     }
     jd_buf_append(&c->rx, in, len);
     if (!jd_buf_ok(&c->rx)) {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-import { Harness, sleep, waitFor } from '../lib/harness.mjs';
+import { Harness, journeydBin, sleep, waitFor } from '../lib/harness.mjs';
 
 const h = Harness.forFile(import.meta.url);
 
@@ -43,8 +43,11 @@ h.test('database down: reading pauses, memory and queues stay bounded, nothing i
     assert.ok(metric(m, 'journeyd_queue_depth') <= 64, 'the inbound queue stays within queue_capacity');
     assert.ok(read < 600, `the daemon read ${read} of ${frames.length} answers: the rest waits in the kernel, not in memory`);
     assert.equal(metric(m, 'journeyd_acks_total'), 0, 'nothing is acked while the database is down');
-    const grown = rssKb(d.pid) - rssBefore;
-    assert.ok(grown < 3000, `RSS grew ${grown} kB for 4 MB offered: bounded`);
+    // ASan keeps freed memory in quarantine, so RSS only means something in a normal build.
+    if (!/asan/.test(journeydBin())) {
+      const grown = rssKb(d.pid) - rssBefore;
+      assert.ok(grown < 3000, `RSS grew ${grown} kB for 4 MB offered: bounded`);
+    }
     for (const c of clients) assert.equal(c.closeInfo, null, 'connections stay open');
 
     await h.cluster.start();
