@@ -501,7 +501,7 @@ static void csv_long_row(jd_buf *out, const model *m, const view *v, const json_
         jd_buf_puts(out, ",");
         csv_num(out, json_object_get(json_object_get(cell, "goal"), "rate"), 4);
     } else {
-        jd_buf_puts(out, ",,,,,,,,,,,,,,,");
+        jd_buf_puts(out, ",,,,,,,,,,,,,,"); /* the 14 statistics columns */
     }
     jd_buf_puts(out, ",");
     csv_text(out, evidence);
