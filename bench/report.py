@@ -79,8 +79,8 @@ def main():
                      f"(window {alls['window']})", ingest_cells(alls) +
                      (f"; {100 * alls['acked_per_s'] / tp['acked_per_s']:.0f}% of the "
                       f"{tp['conns']}-connection rate" if tp["acked_per_s"] else "") + fair_txt,
-                     "every connection progresses",
-                     verdict(fair["conns_with_none"] == 0) if fair else ""))
+                     "fair: every connection gets ≥ ½ the median share",
+                     verdict(fair["min"] * 2 >= fair["p50"]) if fair else ""))
     d = r["daemon"]
     rows += [
         ("daemon CPU over all journeyd phases",
@@ -131,9 +131,12 @@ def main():
         if ph.get("cpu_phase", {}).get("others_pct", 0) > 20:
             bad.append(f"{name}: other processes used {ph['cpu_phase']['others_pct']:.0f}% of a "
                        "core during the phase: the figures are pessimistic")
-        if ph.get("acked_per_conn", {}).get("conns_with_none"):
-            bad.append(f"{name}: {ph['acked_per_conn']['conns_with_none']} connections had no "
-                       "answer acked during the whole measured window (starvation)")
+        fair = ph.get("acked_per_conn")
+        if fair and fair["min"] * 2 < fair["p50"]:
+            bad.append(f"{name}: unfair service: answers acked per connection in the window "
+                       f"min {fair['min']}, median {fair['p50']}, max {fair['max']}; "
+                       f"{fair['conns_with_none']} connections got none; slowest ack of the run "
+                       f"{ph.get('max_latency_any_ms', 0) / 1000:.1f} s")
         if ph.get("starved"):
             bad.append(f"{name}: {ph['starved']} answers were due while every window was full")
     if d.get("exit_code"):
