@@ -68,6 +68,7 @@ typedef struct jd_http {
     size_t len, sent;
     bool owned;
     bool head_only;
+    bool close_after; /* the request's body was not read: the connection cannot be reused */
 } jd_http;
 
 #define JD_API_MAX_BODY (1u << 20)
@@ -81,6 +82,7 @@ typedef struct jd_api_call {
     jd_buf query; /* JSON object text */
     jd_buf body;
     bool too_large;
+    bool bad_query;
     jd_http_response *response; /* owned; the body being written points into it */
 } jd_api_call;
 
@@ -679,6 +681,10 @@ static int http_respond(struct lws *wsi, jd_pss *pss, unsigned int status, const
                                         (int)strlen(security[i][1]), &p, end))
             goto fail;
     jd_net *net = lws_context_user(lws_get_context(wsi));
+    if (pss->http.close_after &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                    (const unsigned char *)"close", 5, &p, end))
+        goto fail;
     if (net->tls && net->config.hsts_max_age > 0) {
         char hsts[64];
         int n =
@@ -743,6 +749,8 @@ static int http_writeable(struct lws *wsi, jd_pss *pss)
     h->body = NULL;
     free(pss->api.response);
     pss->api.response = NULL;
+    if (h->close_after)
+        return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -879,6 +887,12 @@ static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
     jd_api_call *a = &pss->api;
     if (a->too_large)
         return api_error(wsi, pss, 413, "too_large", "request body over 1 MiB");
+    if (a->bad_query)
+        return api_error(wsi, pss, 400, "bad_request",
+                         "query string must be UTF-8 text without NUL bytes");
+    if (a->body.len && !jd_utf8_text_valid(a->body.data, a->body.len))
+        return api_error(wsi, pss, 400, "bad_request",
+                         "request body must be UTF-8 text without NUL bytes");
     jd_buf rec;
     jd_buf_init(&rec);
     jd_buf_puts(&rec, "[");
@@ -929,6 +943,7 @@ static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path
     jd_api_call *a = &pss->api;
     api_release(net, pss);
     memset(a, 0, sizeof(*a));
+    pss->http.close_after = false;
     bool has_body = false;
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
@@ -948,8 +963,12 @@ static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path
     jd_buf_init(&a->body);
     jd_buf_puts(&a->query, "{");
     char frag[1024];
+    int flen;
     for (int n = 0, first = 1;
-         lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, n) > 0; n++) {
+         (flen = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, n)) > 0;
+         n++) {
+        if (!jd_utf8_text_valid(frag, (size_t)flen) || strlen(frag) != (size_t)flen)
+            a->bad_query = true;
         char *eq = strchr(frag, '=');
         const char *value = eq ? eq + 1 : "";
         if (eq)
@@ -962,6 +981,13 @@ static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path
         jd_buf_json_string(&a->query, value, strlen(value));
     }
     jd_buf_puts(&a->query, "}");
+    if (has_body && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
+        /* lws 4.1 does not decode chunked request bodies: say so instead of waiting forever,
+         * and close, since the unread body makes the connection unusable. */
+        pss->http.close_after = true;
+        return api_error(wsi, pss, 411, "length_required",
+                         "send the request body with a Content-Length header");
+    }
     if (has_body)
         return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
     return api_submit(net, wsi, pss);

@@ -107,6 +107,16 @@ h.test('400 with code, message and field; never 500 for bad input', async () => 
     const r = await api(d, 'POST', `/maps/${mapId}/obstacles`, { tok: admin, body });
     assert.ok(r.status >= 400 && r.status < 500, `body ${body.slice(0, 40)}: ${r.status} ${r.body.slice(0, 300)}`);
   }
+  // Raw bytes: a NUL and invalid UTF-8 are refused by the daemon before they reach SQL.
+  for (const raw of [Buffer.from([0x7b, 0x22, 0x6e, 0x22, 0x3a, 0x22, 0x61, 0x00, 0x62, 0x22, 0x7d]), Buffer.from([0x7b, 0x00, 0x7d]), Buffer.from([0xff, 0xfe, 0x7b, 0x7d])]) {
+    const r = await d.get(`/api/v1/maps/${mapId}/obstacles`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json', 'content-length': raw.length }, body: raw, timeoutMs: 15000 });
+    assert.equal(r.status, 400, `raw body ${raw.toString('hex')}: ${r.status} ${r.body.slice(0, 200)}`);
+  }
+  const q = await d.get(`/api/v1/maps/${mapId}/obstacles?limit=%ff`, { headers: { authorization: `Bearer ${admin}` }, timeoutMs: 15000 });
+  assert.ok(q.status === 400, `invalid UTF-8 in the query: ${q.status} ${q.body.slice(0, 200)}`);
+  // Last: the server closes this connection after answering (its chunked body was not read).
+  const chunked = await d.get(`/api/v1/maps/${mapId}/obstacles`, { method: 'POST', headers: { authorization: `Bearer ${admin}` }, body: '{"name":"x"}', timeoutMs: 15000 });
+  assert.equal(chunked.status, 411, 'a chunked body gets 411, not a hang');
 });
 
 h.test('pagination: ?limit=&offset= -> {items, total, limit, offset}', async () => {

@@ -69,6 +69,19 @@ static void test_uuid_and_timestamps(void **state)
     assert_false(jd_timestamp_valid("2026-11-29T07:00:00.Z"));
 }
 
+static void test_utf8_validation(void **state)
+{
+    (void)state;
+    static const char good[] = "plain \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    assert_true(jd_utf8_text_valid(good, sizeof(good) - 1));
+    assert_false(jd_utf8_text_valid("nul\0inside", 11));
+    assert_false(jd_utf8_text_valid("\xc3", 1));             /* truncated */
+    assert_false(jd_utf8_text_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(jd_utf8_text_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(jd_utf8_text_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
+    assert_false(jd_utf8_text_valid("\xff", 1));
+}
+
 static void test_json_escaping(void **state)
 {
     (void)state;
@@ -172,7 +185,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queue_bounded_fifo), cmocka_unit_test(test_uuid_and_timestamps),
-        cmocka_unit_test(test_json_escaping),      cmocka_unit_test(test_catalog_lookups),
+        cmocka_unit_test(test_json_escaping),      cmocka_unit_test(test_utf8_validation),      cmocka_unit_test(test_catalog_lookups),
         cmocka_unit_test(test_files),              cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
