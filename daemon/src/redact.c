@@ -90,6 +90,7 @@ static bool ipv4_at(const char *t, size_t len, size_t i, size_t *end)
 static size_t number_run(const char *t, size_t len, size_t i, size_t *digits)
 {
     size_t end = i, d = 0;
+    bool international = t[i] == '+';
     if (t[i] == '+' || t[i] == '(')
         i++;
     bool last_sep = true;
@@ -101,8 +102,9 @@ static size_t number_run(const char *t, size_t len, size_t i, size_t *digits)
             end = i + 1;
         } else if ((c == ' ' || c == '-' || c == '.' || c == '(' || c == ')') && !last_sep) {
             last_sep = c != ')';
-        } else if (c == '(' && last_sep) {
-            /* "+44 (0)20": a parenthesis right after a separator */
+        } else if (c == '(' && last_sep && international) {
+            /* "+44 (0)20": a trunk prefix in parentheses, only in an international number, so
+             * "2026-11-29 (29/11/2026)" stays two dates */
         } else {
             break;
         }
