@@ -159,7 +159,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
     d->config = applied;
     jd_store_apply_config(d->store, &applied);
     jd_store_apply_config(d->api_store, &applied);
-    jd_store_reload_catalog(d->store);
+    jd_store_reload_catalog(d->api_store);
     jd_net_update(d->net, &applied, NULL);
     /* File reads happen off both loops. */
     jd_loader *loader = malloc(sizeof(*loader));

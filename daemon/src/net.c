@@ -55,6 +55,8 @@ typedef struct jd_conn {
     int inflight; /* records pushed or stalled and not yet acked or rejected */
     jd_record **stalled;
     size_t n_stalled, cap_stalled;
+    struct jd_conn *stall_prev, *stall_next; /* place in net's FIFO of stalled connections */
+    bool in_stall_list;
     bool rx_paused;
     double tokens;
     uint64_t tokens_at_us;
@@ -90,7 +92,7 @@ typedef struct jd_api_call {
 typedef struct jd_pss {
     jd_conn *conn;
     jd_http http;
-    jd_api_call api;
+    jd_api_call *api; /* only while an admin request is open: WebSocket sessions stay small */
     struct jd_pss *api_next; /* pending list, to find the request when its answer arrives */
     struct lws *wsi;
 } jd_pss;
@@ -113,6 +115,7 @@ struct jd_net {
     bool marker_pushed;
     uint64_t next_conn_id;
 
+    jd_conn *stall_head, *stall_tail; /* stalled connections, oldest first: served in turn */
     jd_conn **table; /* hash of open connections by id */
     size_t table_size, n_conns;
     jd_ip_count *ips[1024];
@@ -352,16 +355,58 @@ static bool push_records(jd_net *net, jd_record **records, size_t n, size_t *pus
     return *pushed == n;
 }
 
-/* Retries a connection's stalled records, oldest first. */
-static void conn_unstall(jd_net *net, jd_conn *c)
+static void stall_list_add(jd_net *net, jd_conn *c)
 {
-    if (!c->n_stalled)
+    if (c->in_stall_list)
         return;
-    size_t pushed;
-    push_records(net, c->stalled, c->n_stalled, &pushed);
-    memmove(c->stalled, c->stalled + pushed, (c->n_stalled - pushed) * sizeof(*c->stalled));
-    c->n_stalled -= pushed;
+    c->in_stall_list = true;
+    c->stall_next = NULL;
+    c->stall_prev = net->stall_tail;
+    if (net->stall_tail)
+        net->stall_tail->stall_next = c;
+    else
+        net->stall_head = c;
+    net->stall_tail = c;
+}
+
+static void stall_list_remove(jd_net *net, jd_conn *c)
+{
+    if (!c->in_stall_list)
+        return;
+    if (c->stall_prev)
+        c->stall_prev->stall_next = c->stall_next;
+    else
+        net->stall_head = c->stall_next;
+    if (c->stall_next)
+        c->stall_next->stall_prev = c->stall_prev;
+    else
+        net->stall_tail = c->stall_prev;
+    c->stall_prev = c->stall_next = NULL;
+    c->in_stall_list = false;
+}
+
+/* Retries a connection's stalled records, oldest first. Returns true when none is left. */
+static bool conn_unstall(jd_net *net, jd_conn *c)
+{
+    if (c->n_stalled) {
+        size_t pushed;
+        push_records(net, c->stalled, c->n_stalled, &pushed);
+        memmove(c->stalled, c->stalled + pushed, (c->n_stalled - pushed) * sizeof(*c->stalled));
+        c->n_stalled -= pushed;
+    }
+    if (c->n_stalled == 0)
+        stall_list_remove(net, c);
     conn_update_flow(net, c);
+    return c->n_stalled == 0;
+}
+
+/* Serves stalled connections in the order they stalled, until the queue is full again: under
+ * backpressure every client gets its turn, and none is starved by luckier ones. */
+static void unstall_in_turn(jd_net *net)
+{
+    while (net->stall_head)
+        if (!conn_unstall(net, net->stall_head))
+            break;
 }
 
 static void conn_submit(jd_net *net, jd_conn *c, jd_record *rec)
@@ -369,11 +414,13 @@ static void conn_submit(jd_net *net, jd_conn *c, jd_record *rec)
     if (rec->acked)
         c->inflight++;
     size_t pushed = 0;
-    if (c->n_stalled == 0 && push_records(net, &rec, 1, &pushed)) {
+    /* While others wait their turn, a connection does not jump the queue. */
+    if (c->n_stalled == 0 && !net->stall_head && push_records(net, &rec, 1, &pushed)) {
         conn_update_flow(net, c);
         return;
     }
-    /* The queue is full: keep the record here, in order, and stop reading this client. */
+    /* The queue is full (or others are waiting): keep the record here, in order, and stop
+     * reading this client until its turn comes. */
     if (c->n_stalled == c->cap_stalled) {
         size_t cap = c->cap_stalled ? c->cap_stalled * 2 : 8;
         jd_record **grown = realloc(c->stalled, cap * sizeof(*grown));
@@ -388,6 +435,7 @@ static void conn_submit(jd_net *net, jd_conn *c, jd_record *rec)
         c->cap_stalled = cap;
     }
     c->stalled[c->n_stalled++] = rec;
+    stall_list_add(net, c);
     conn_update_flow(net, c);
 }
 
@@ -475,12 +523,10 @@ static int ws_receive(jd_net *net, jd_conn *c, struct lws *wsi, const void *in, 
         jd_metrics_error(JD_ERR_FRAME_TOO_LARGE);
         jd_log(JD_LOG_INFO, c->id, c->peer, "frame over max_frame (%d bytes); closing 1009",
                net->config.max_frame);
-        /* Close from WRITEABLE rather than here: lws then sends the close frame and reads (and
-         * drops) the rest of the oversized message while waiting for the peer's close, instead
-         * of resetting a socket with unread data, which would lose the 1009. */
-        jd_buf_free(&c->rx);
-        conn_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame_too_large");
-        return 0;
+        static const char reason[] = "frame_too_large";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
+                         sizeof(reason) - 1);
+        return -1;
     }
     jd_buf_append(&c->rx, in, len);
     if (!jd_buf_ok(&c->rx)) {
@@ -621,6 +667,7 @@ static void ws_closed(jd_net *net, jd_pss *pss)
         return;
     pss->conn = NULL;
     conn_remove(net, c);
+    stall_list_remove(net, c);
     ip_release(net, c->ip);
     c->ip = NULL;
     c->wsi = NULL;
@@ -720,10 +767,10 @@ fail:
 static int http_writeable(struct lws *wsi, jd_pss *pss)
 {
     jd_http *h = &pss->http;
-    if (pss->api.response && !h->body && pss->api.id) {
+    if (pss->api && pss->api->response && !h->body && pss->api->id) {
         /* The API answer arrived: headers now, inside this wsi's own callback. */
-        jd_http_response *r = pss->api.response;
-        pss->api.id = 0;
+        jd_http_response *r = pss->api->response;
+        pss->api->id = 0;
         return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body, r->len,
                             false, NULL);
     }
@@ -747,8 +794,10 @@ static int http_writeable(struct lws *wsi, jd_pss *pss)
     if (h->owned)
         free(h->body);
     h->body = NULL;
-    free(pss->api.response);
-    pss->api.response = NULL;
+    if (pss->api) {
+        free(pss->api->response);
+        pss->api->response = NULL;
+    }
     if (h->close_after)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
@@ -859,11 +908,13 @@ static void api_unlink(jd_net *net, jd_pss *pss)
 static void api_release(jd_net *net, jd_pss *pss)
 {
     api_unlink(net, pss);
-    jd_buf_free(&pss->api.query);
-    jd_buf_free(&pss->api.body);
-    free(pss->api.response);
-    pss->api.response = NULL;
-    pss->api.id = 0;
+    if (!pss->api)
+        return;
+    jd_buf_free(&pss->api->query);
+    jd_buf_free(&pss->api->body);
+    free(pss->api->response);
+    free(pss->api);
+    pss->api = NULL;
 }
 
 static int api_error(struct lws *wsi, jd_pss *pss, unsigned int status, const char *code,
@@ -884,7 +935,9 @@ static int api_error(struct lws *wsi, jd_pss *pss, unsigned int status, const ch
 /* Queues the request for the API store; the answer arrives as JD_EV_HTTP. */
 static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
 {
-    jd_api_call *a = &pss->api;
+    jd_api_call *a = pss->api;
+    if (!a)
+        return -1;
     if (a->too_large)
         return api_error(wsi, pss, 413, "too_large", "request body over 1 MiB");
     if (a->bad_query)
@@ -940,9 +993,10 @@ static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path
     } methods[] = {{WSI_TOKEN_GET_URI, "GET", false},       {WSI_TOKEN_POST_URI, "POST", true},
                    {WSI_TOKEN_PUT_URI, "PUT", true},        {WSI_TOKEN_PATCH_URI, "PATCH", true},
                    {WSI_TOKEN_DELETE_URI, "DELETE", false}, {WSI_TOKEN_HEAD_URI, "HEAD", false}};
-    jd_api_call *a = &pss->api;
     api_release(net, pss);
-    memset(a, 0, sizeof(*a));
+    jd_api_call *a = pss->api = calloc(1, sizeof(*pss->api));
+    if (!a)
+        return -1;
     pss->http.close_after = false;
     bool has_body = false;
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
@@ -995,22 +1049,25 @@ static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path
 
 static int api_body(jd_pss *pss, const void *in, size_t len)
 {
-    if (pss->api.too_large || pss->api.body.len + len > JD_API_MAX_BODY) {
-        pss->api.too_large = true;
-        jd_buf_free(&pss->api.body);
+    jd_api_call *a = pss->api;
+    if (!a)
+        return -1;
+    if (a->too_large || a->body.len + len > JD_API_MAX_BODY) {
+        a->too_large = true;
+        jd_buf_free(&a->body);
         return 0;
     }
-    jd_buf_append(&pss->api.body, in, len);
-    return jd_buf_ok(&pss->api.body) ? 0 : -1;
+    jd_buf_append(&a->body, in, len);
+    return jd_buf_ok(&a->body) ? 0 : -1;
 }
 
 static void api_answered(jd_net *net, uint64_t id, jd_http_response *response)
 {
     for (jd_pss *p = net->api_pending; p; p = p->api_next) {
-        if (p->api.id == id) {
+        if (p->api && p->api->id == id) {
             api_unlink(net, p);
-            free(p->api.response);
-            p->api.response = response;
+            free(p->api->response);
+            p->api->response = response;
             lws_callback_on_writable(p->wsi);
             return;
         }
@@ -1051,12 +1108,9 @@ static void drain_push(jd_net *net)
 {
     if (net->state != JD_NET_DRAINING || net->marker_pushed)
         return;
-    for (size_t i = 0; i < net->table_size; i++)
-        for (jd_conn *c = net->table[i]; c; c = c->table_next) {
-            conn_unstall(net, c);
-            if (c->n_stalled)
-                return;
-        }
+    unstall_in_turn(net);
+    if (net->stall_head)
+        return;
     jd_record *marker = jd_record_new(JD_REC_DRAIN, false, 0, NULL, "", 0);
     size_t pushed = 0;
     if (marker && push_records(net, &marker, 1, &pushed)) {
@@ -1095,9 +1149,7 @@ static void handle_event(jd_net *net, jd_event *ev)
         net->catalog = ev->ptr;
         break;
     case JD_EV_RESUME:
-        for (size_t i = 0; i < net->table_size; i++)
-            for (jd_conn *k = net->table[i]; k; k = k->table_next)
-                conn_unstall(net, k);
+        unstall_in_turn(net);
         break;
     case JD_EV_HTTP:
         api_answered(net, ev->conn_id, ev->ptr);
@@ -1192,7 +1244,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 static const struct lws_protocols protocols[] = {
     {"http", callback, sizeof(jd_pss), 0, 0, NULL, 0},
-    {JD_PROTO_SUBPROTOCOL, callback, sizeof(jd_pss), 4096, 0, NULL, 0},
+    /* 1 KiB receive buffer: frames are a few hundred bytes, longer ones arrive in fragments and
+     * are reassembled, and every idle connection saves 3 KiB (bench/run.sh). */
+    {JD_PROTO_SUBPROTOCOL, callback, sizeof(jd_pss), 1024, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 /* --- thread --------------------------------------------------------------------------------- */

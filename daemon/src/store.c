@@ -399,7 +399,7 @@ static bool send_setup(jd_store *s)
             goto fail;
         req->results_pending++;
     }
-    if (s->role == JD_STORE_INGEST) {
+    if (s->role == JD_STORE_API) {
         if (!PQsendPrepare(s->conn, "jd_catalog", catalog_sql, 0, NULL))
             goto fail;
         req->results_pending++;
@@ -895,7 +895,7 @@ static void connect_poll(jd_store *s)
     event_add(s->read_ev, NULL);
     s->backoff_ms = 0;
     store_set_state(s, JD_STORE_READY, NULL);
-    if (s->role == JD_STORE_INGEST && !send_catalog(s)) {
+    if (s->role == JD_STORE_API && !send_catalog(s)) {
         drop_connection(s, PQerrorMessage(s->conn));
         return;
     }
@@ -964,7 +964,7 @@ static void store_schedule_reconnect(jd_store *s)
 static void on_catalog_timer(evutil_socket_t fd, short what, void *arg)
 {
     jd_store *s = arg;
-    if (s->role == JD_STORE_INGEST && s->state == JD_STORE_READY && !s->catalog_in_flight) {
+    if (s->role == JD_STORE_API && s->state == JD_STORE_READY && !s->catalog_in_flight) {
         if (!send_catalog(s)) {
             drop_connection(s, PQerrorMessage(s->conn));
             return;

@@ -16,9 +16,9 @@
 
 typedef struct jd_store jd_store;
 
-/* An ingest store writes records in group commits and loads the catalog; an API store answers
- * admin API requests (JD_REC_API) one by one on its own connection, so a slow export never
- * delays an ingest COMMIT. */
+/* An ingest store only writes records in group commits; an API store answers admin API requests
+ * (JD_REC_API) one by one, loads the catalog and runs the retention purge on its own connection,
+ * so neither a slow export nor a catalog reload ever delays an ingest COMMIT. */
 typedef enum { JD_STORE_INGEST = 0, JD_STORE_API } jd_store_role;
 
 /* Called from the store thread when events were pushed to an empty outbound queue. */
@@ -42,7 +42,7 @@ void jd_store_wake(jd_store *store);
 /* Store thread: applies reloadable settings (batch_max, pipeline_depth, catalog_refresh). */
 void jd_store_apply_config(jd_store *store, const jd_config *config);
 
-/* Store thread: reloads the catalog now (SIGHUP) instead of waiting for the timer. */
+/* Store thread: reloads the catalog now (SIGHUP) instead of waiting for the timer. API store. */
 void jd_store_reload_catalog(jd_store *store);
 
 /* Store thread: starts a retention purge: jd_purge_expired() in batches of batch rows, the next
