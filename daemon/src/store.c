@@ -17,6 +17,7 @@
 
 #include "catalog.h"
 #include "channel.h"
+#include "export.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -461,6 +462,56 @@ static void respond_api(jd_store *s, jd_record *rec, int status, const char *typ
         jd_fatal("out of memory queueing an API response");
 }
 
+/* Map exports: the admin API returns the canonical journey.json; when the request asked for another
+ * ?format= (GET /maps/{id}/export or /maps/{id}/versions/{v}), the file is rendered here, from
+ * the document, by the pure export module. Returns the response to send (taking over r). */
+static jd_http_response *render_export(const jd_record *api, jd_http_response *r)
+{
+    if (r->status != 200)
+        return r;
+    json_t *req = json_loadb(api->json, api->len, 0, NULL);
+    const char *method = json_string_value(json_array_get(req, 0));
+    const char *path = json_string_value(json_array_get(req, 1));
+    json_t *query = json_array_get(req, 2);
+    const char *format = json_string_value(json_object_get(query, "format"));
+    const char *persona = json_string_value(json_object_get(query, "render_persona"));
+    int n = 0;
+    long id = 0, v = 0;
+    bool exported = method && path && strcmp(method, "GET") == 0 &&
+                    ((sscanf(path, "/maps/%ld/export%n", &id, &n) == 1 && path[n] == '\0') ||
+                     (sscanf(path, "/maps/%ld/versions/%ld%n", &id, &v, &n) == 2 &&
+                      path[n] == '\0'));
+    if (!exported || !format || strcmp(format, "json") == 0) {
+        json_decref(req);
+        return r;
+    }
+    jd_buf out;
+    jd_buf_init(&out);
+    char err[256] = "";
+    json_t *doc = json_loadb(r->body, r->len, 0, NULL);
+    jd_http_response *rendered = NULL;
+    if (doc && jd_export_render(format, doc, persona, &out, err, sizeof(err)) && jd_buf_ok(&out)) {
+        rendered = jd_http_response_new(200, jd_export_content_type(format), out.data, out.len);
+    } else {
+        jd_buf msg;
+        jd_buf_init(&msg);
+        jd_buf_puts(&msg, "{\"error\":{\"code\":\"bad_format\",\"message\":");
+        const char *why = err[0] ? err : "cannot render this document";
+        jd_buf_json_string(&msg, why, strlen(why));
+        jd_buf_puts(&msg, ",\"field\":\"format\"}}");
+        rendered = jd_http_response_new(400, "application/json", msg.data ? msg.data : "{}",
+                                        msg.data ? msg.len : 2);
+        jd_buf_free(&msg);
+    }
+    jd_buf_free(&out);
+    json_decref(doc);
+    json_decref(req);
+    if (!rendered)
+        return r;
+    free(r);
+    return rendered;
+}
+
 static void append_array_item(jd_buf *array, const jd_record *rec)
 {
     jd_buf_puts(array, array->len ? "," : "[");
@@ -702,6 +753,7 @@ static void complete_request(jd_store *s, jd_request *req)
     case JD_REQ_API:
         s->batches_in_flight--;
         if (!req->failed && req->response) {
+            req->response = render_export(req->api, req->response);
             jd_event ev = {.kind = JD_EV_HTTP, .conn_id = req->api->conn_id, .ptr = req->response};
             req->response = NULL;
             if (!queue_event(s, &ev))

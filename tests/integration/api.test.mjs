@@ -307,13 +307,18 @@ h.test('every documented GET answers (not 404) with a token, and its body matche
   const resourceId = await post(`/stages/${stageId}/resources`, { kind: 'technology', name: 'Payment provider', owner: 'Ops' });
   const ruleId = await post(`/sites/${cat.siteId}/rules`, { kind: 'url', match: { pattern: '/checkout' }, map: cat.mapId, stage: 'purchase', touchpoint: 'website' });
   const { rows: tk } = await h.pg.query("SELECT id FROM admin_tokens WHERE name = 'api reader'");
+  // Two saved map versions, so /versions/{v} and /diff have something to show.
+  for (let i = 0; i < 2; i++) {
+    const r = await api(d, 'POST', `/maps/${cat.mapId}/versions`, { tok: admin });
+    assert.equal(r.status, 201, `POST versions: ${r.body.slice(0, 300)}`);
+  }
   const respondent = '00000000-0000-4000-8000-00000000c0de';
   await h.pg.query('INSERT INTO respondents (site_id, id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [cat.siteId, respondent]);
   const values = {
     '/sites/{}': cat.siteId, '/maps/{}': cat.mapId, '/stages/{}': stageId, '/surveys/{}': survey.id, '/tokens/{}': tk[0].id,
     '/respondents/{}': respondent, '/rules/{}': ruleId, '/personas/{}': cat.personas['budget-parent'], '/resources/{}': resourceId,
     '/touchpoints/{}': cat.touchpoints.website, '/obstacles/{}': cat.obstacles['shipping-cost'],
-    '/questions/{}': survey.questions.feel.id,
+    '/questions/{}': survey.questions.feel.id, '/versions/{}': 1,
   };
   const fill = (p) => {
     let out = '';
