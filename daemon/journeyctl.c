@@ -14,6 +14,7 @@
  *
  * Exit status: 0 on success, 1 on an error (one line "journeyctl: ..." on stderr; an import
  * with rejected rows counts as an error), 2 on a usage error. */
+#include "export.h"
 #include "identity.h"
 #include "journeyctl_csv.h"
 #include "util.h"
@@ -1089,6 +1090,113 @@ static int cmd_audit(ctl *c, const command *cmd, char **pos, size_t npos)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* export, snapshot, diff */
+
+/* Adds "key":"value" to a JSON object text being built, when value is set. */
+static void query_add(jd_buf *q, const char *key, const char *value)
+{
+    if (!value)
+        return;
+    jd_buf_puts(q, q->len > 1 ? "," : "");
+    jd_buf_json_string(q, key, strlen(key));
+    jd_buf_puts(q, ":");
+    jd_buf_json_string(q, value, strlen(value));
+}
+
+static int cmd_export(ctl *c, const command *cmd, char **pos, size_t npos)
+{
+    const char *map = opt_value(c->cmd, "map"), *format = opt_value(c->cmd, "format");
+    const char *version = opt_value(c->cmd, "version");
+    long long id, v;
+    char path[96], err[256];
+    json_t *doc = NULL;
+    jd_buf q, out;
+    int rc = 1;
+    if (!map || !parse_int(map, 1, INT64_MAX, &id))
+        return usage_error(cmd, "--map ID (a positive whole number) is required");
+    if (version && !parse_int(version, 1, INT32_MAX, &v))
+        return usage_error(cmd, "--version must be a positive whole number");
+    if (!format)
+        format = "json";
+    if (strcmp(format, "json") != 0 && !jd_export_content_type(format))
+        return usage_error(cmd, "--format must be json, csv, csv-grid, mermaid, drawio or html");
+    jd_buf_init(&q);
+    jd_buf_init(&out);
+    jd_buf_puts(&q, "{");
+    query_add(&q, "persona", opt_value(c->cmd, "persona"));
+    query_add(&q, "from", opt_value(c->cmd, "from"));
+    query_add(&q, "to", opt_value(c->cmd, "to"));
+    query_add(&q, "source", opt_value(c->cmd, "source"));
+    jd_buf_puts(&q, "}");
+    if (version)
+        snprintf(path, sizeof(path), "/maps/%lld/versions/%lld", id, v);
+    else
+        snprintf(path, sizeof(path), "/maps/%lld/export", id);
+    bool tty = isatty(STDERR_FILENO);
+    uint64_t t0 = jd_now_us();
+    if (tty)
+        fprintf(stderr, "export: aggregating map %lld in PostgreSQL...", id);
+    if (api_json(c, "export", "GET", path, q.data, NULL, &doc) != 0)
+        goto fail;
+    if (tty)
+        fprintf(stderr, " %.2f s; rendering %s...", (double)(jd_now_us() - t0) / 1e6, format);
+    if (!jd_export_render(format, doc, NULL, &out, err, sizeof(err)) || !jd_buf_ok(&out)) {
+        errorf("export: %s", err[0] ? err : "out of memory");
+        goto fail;
+    }
+    if (tty)
+        fprintf(stderr, " done in %.2f s (%zu bytes)\n", (double)(jd_now_us() - t0) / 1e6, out.len);
+    rc = write_output(opt_value(c->cmd, "output"), out.data);
+fail:
+    json_decref(doc);
+    jd_buf_free(&q);
+    jd_buf_free(&out);
+    return rc;
+}
+
+static int cmd_snapshot(ctl *c, const command *cmd, char **pos, size_t npos)
+{
+    const char *map = opt_value(c->cmd, "map");
+    long long id;
+    char path[64];
+    json_t *doc = NULL;
+    if (!map || !parse_int(map, 1, INT64_MAX, &id))
+        return usage_error(cmd, "--map ID (a positive whole number) is required");
+    snprintf(path, sizeof(path), "/maps/%lld/versions", id);
+    if (api_json(c, "snapshot", "POST", path, "{}", NULL, &doc) != 0)
+        return 1;
+    printf("map %lld saved as version %lld\n", id,
+           (long long)json_integer_value(json_object_get(doc, "version")));
+    json_decref(doc);
+    return 0;
+}
+
+static int cmd_diff(ctl *c, const command *cmd, char **pos, size_t npos)
+{
+    const char *map = opt_value(c->cmd, "map");
+    long long id, v1, v2;
+    char path[64], query[96];
+    json_t *doc = NULL;
+    if (!map || !parse_int(map, 1, INT64_MAX, &id))
+        return usage_error(cmd, "--map ID (a positive whole number) is required");
+    if (!parse_int(pos[0], 1, INT32_MAX, &v1) || !parse_int(pos[1], 1, INT32_MAX, &v2))
+        return usage_error(cmd, "V1 and V2 are version numbers");
+    snprintf(path, sizeof(path), "/maps/%lld/diff", id);
+    snprintf(query, sizeof(query), "{\"v1\":\"%lld\",\"v2\":\"%lld\"}", v1, v2);
+    if (api_json(c, "diff", "GET", path, query, NULL, &doc) != 0)
+        return 1;
+    char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    if (!text) {
+        errorf("diff: out of memory");
+        return 1;
+    }
+    int rc = write_output(opt_value(c->cmd, "output"), text);
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------- */
 /* identity sign */
 
 static int cmd_identity_sign(ctl *c, const command *cmd, char **pos, size_t npos)
@@ -1167,6 +1275,20 @@ static command COMMANDS[] = {
     {"access", NULL, "--site KEY --respondent UUID [-o FILE]",
      "Prints everything stored about one respondent as JSON (right of access).",
      0, 0, cmd_access, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("output", 'o')}},
+    {"export", NULL, "--map ID [--format json|csv|csv-grid|mermaid|drawio|html] [--persona P] [--from T] [--to T] [--source S] [--version V] [-o FILE]",
+     "Aggregates the map's evidence (answers, coded chat, interviews) in PostgreSQL and writes\n"
+     "it as a map file: the canonical journey.json (default), CSV (long or grid), Mermaid\n"
+     "journey diagrams, draw.io or a standalone HTML map. --version exports a saved version.\n"
+     "Progress goes to stderr when it is a terminal.",
+     0, 0, cmd_export,
+     {O_ARG("map", 0), O_ARG("format", 0), O_ARG("persona", 0), O_ARG("from", 0), O_ARG("to", 0),
+      O_ARG("source", 0), O_ARG("version", 0), O_ARG("output", 'o')}},
+    {"snapshot", NULL, "--map ID", "Saves the map's current export as its next numbered version.",
+     0, 0, cmd_snapshot, {O_ARG("map", 0)}},
+    {"diff", NULL, "--map ID V1 V2 [-o FILE]",
+     "Per-cell changes between two saved versions: emotion change with its significance (Welch\n"
+     "t), new and resolved obstacles, change in sample size. JSON.",
+     2, 2, cmd_diff, {O_ARG("map", 0), O_ARG("output", 'o')}},
     {"audit", NULL, "[--limit N]", "Shows the most recent audit log entries (default 20).",
      0, 0, cmd_audit, {O_ARG("limit", 0)}},
     {"api", NULL, "METHOD PATH [--data JSON|@FILE] [-i]",

@@ -443,3 +443,27 @@ h.test('audit shows what journeyctl did; api makes raw admin API calls', async (
   const withStatus = await ok(['api', '-i', 'GET', '/api/v1/sites?limit=1']);
   assert.match(withStatus, /^200 application\/json/);
 });
+
+h.test('export writes every format, snapshot saves versions, diff compares them', async () => {
+  const cat = await h.catalog();
+  const json = await ok(['export', '--map', String(cat.mapId)]);
+  const doc = JSON.parse(json);
+  assert.equal(doc.format, 'journeyd.map/1');
+  assert.ok(Array.isArray(doc.cells));
+  const out = path.join(tmp, 'map.mmd');
+  await ok(['export', '--map', String(cat.mapId), '--format', 'mermaid', '-o', out]);
+  assert.match(readFileSync(out, 'utf8'), /journey/);
+  const drawio = await ok(['export', '--map', String(cat.mapId), '--format', 'drawio']);
+  assert.match(drawio, /<mxfile/);
+  const bad = await ctl(['export', '--map', String(cat.mapId), '--format', 'pdf']);
+  assert.equal(bad.code, 2, bad.stderr);
+  const s1 = await ok(['snapshot', '--map', String(cat.mapId)]);
+  const s2 = await ok(['snapshot', '--map', String(cat.mapId)]);
+  const v1 = Number(s1.match(/version (\d+)/)[1]);
+  const v2 = Number(s2.match(/version (\d+)/)[1]);
+  assert.equal(v2, v1 + 1);
+  const diff = await ok(['diff', '--map', String(cat.mapId), String(v1), String(v2)]);
+  assert.equal(JSON.parse(diff).format, 'journeyd.map-diff/1');
+  const old = await ok(['export', '--map', String(cat.mapId), '--version', String(v1), '--format', 'csv']);
+  assert.ok(old.split('\n')[0].includes(','), 'a CSV header');
+});
