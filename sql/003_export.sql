@@ -251,15 +251,22 @@ BEGIN
     RETURN p_text;
 END $$;
 
-CREATE FUNCTION jd__cell_id(p_persona bigint, p_stage bigint, p_touchpoint bigint) RETURNS text
+-- The stable id of a cell: p{persona id|all}-s{stage id}[-t{touchpoint id}]. A group of answers
+-- without a persona (or touchpoint) that is not rolled up over it gets "none", which no cell has.
+CREATE FUNCTION jd__cell_key(p_all_personas boolean, p_persona bigint, p_stage bigint,
+                             p_all_touchpoints boolean, p_touchpoint bigint) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT 'p' || coalesce(p_persona::text, 'all') || '-s' || p_stage::text
-           || coalesce('-t' || p_touchpoint::text, '')
+    SELECT 'p' || CASE WHEN p_all_personas THEN 'all' ELSE coalesce(p_persona::text, 'none') END
+           || '-s' || p_stage::text
+           || CASE WHEN p_all_touchpoints THEN '' ELSE '-t' || coalesce(p_touchpoint::text, 'none') END
 $$;
 
 -- The canonical journey.json document of one map. See docs/export.md for every field.
 CREATE FUNCTION jd_map_export(p_map_id bigint, p_filters jsonb DEFAULT '{}')
-RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+RETURNS jsonb LANGUAGE plpgsql STABLE
+-- JIT compilation cost ~2.7 s per export at 1M answers and saved nothing; the grouped passes
+-- need memory to hash and sort without spilling (bench/export.sh, docs/export.md).
+SET jit = off SET work_mem = '128MB' AS $$
 DECLARE
     f jd_export_filter := jd_export_filters(p_map_id, p_filters);
     m maps;
@@ -272,8 +279,20 @@ DECLARE
     j_stage_metrics jsonb;
     j_conversion jsonb;
     j_resources jsonb;
+    v_okq bigint[];     -- obstacle questions of the map
+    v_actq bigint[];    -- questions in the actions lane (their choices are actions)
+    v_stages bigint[];
+    v_stats jsonb;      -- cell key -> counts and sums
+    v_resp jsonb;       -- cell key -> distinct respondents
+    v_sort text;
 BEGIN
     SELECT * INTO m FROM maps WHERE id = f.map_id;
+    SELECT coalesce(array_agg(q.id), '{}') INTO v_actq
+      FROM questions q JOIN surveys sv ON sv.id = q.survey_id
+     WHERE sv.map_id = f.map_id AND q.lane = 'actions';
+    -- the map's stages in order; a session's stages are a bit mask over the first 63
+    SELECT coalesce((array_agg(id ORDER BY position, id))[1:63], '{}') INTO v_stages
+      FROM stages WHERE map_id = f.map_id;
     SELECT * INTO st FROM sites WHERE id = m.site_id;
 
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -309,142 +328,179 @@ BEGIN
       FROM stage_resources r JOIN stages s ON s.id = r.stage_id WHERE s.map_id = m.id;
 
     -- ---- cells ---------------------------------------------------------------------------------
-    -- lvl: 0 = persona x stage x touchpoint, 1 = persona x stage, 2 = all x stage x touchpoint,
-    -- 3 = all x stage (GROUPING bits: persona rolled up = 2, touchpoint rolled up = 1).
-    WITH fa AS (
-        SELECT a.id, a.persona_id, a.stage_id, a.touchpoint_id, a.respondent_id, a.emotion,
-               a.goal_reached, a.obstacle_ids, a.question_id
+    -- Each part is one grouped pass over the filtered answers with GROUPING SETS for the four cell
+    -- levels: persona x stage x touchpoint, persona x stage, all x stage x touchpoint, all x stage.
+    -- Groups are matched by their key, the cell id (answers without a persona or touchpoint get a
+    -- "none" key: they count in the rollups only). Measured in bench/export.sh.
+    SELECT coalesce(array_agg(q.id), '{}') INTO v_okq
+      FROM questions q JOIN surveys sv ON sv.id = q.survey_id
+     WHERE sv.map_id = f.map_id AND q.kind = 'obstacle';
+
+    -- Counts and emotion sums: hashed, one hash table per level. With this many aggregates the
+    -- planner prices sorting 1M rows for three levels below hashing them, yet hashing runs 3-4x
+    -- faster (bench/export.sh), so sorting is disabled for this one statement.
+    v_sort := current_setting('enable_sort');
+    PERFORM set_config('enable_sort', 'off', true);
+    SELECT coalesce(jsonb_object_agg(x.k, to_jsonb(x) - 'k'), '{}') INTO v_stats FROM (
+        SELECT jd__cell_key(GROUPING(a.persona_id) = 1, a.persona_id, a.stage_id,
+                            GROUPING(a.touchpoint_id) = 1, a.touchpoint_id) AS k,
+               count(*) AS n, count(a.emotion) AS en, sum(a.emotion)::numeric AS es,
+               sum(a.emotion * a.emotion)::numeric AS ess,
+               ARRAY[count(*) FILTER (WHERE a.emotion = 1), count(*) FILTER (WHERE a.emotion = 2),
+                     count(*) FILTER (WHERE a.emotion = 3), count(*) FILTER (WHERE a.emotion = 4),
+                     count(*) FILTER (WHERE a.emotion = 5)] AS dist,
+               count(a.goal_reached) AS gn, count(*) FILTER (WHERE a.goal_reached) AS gy,
+               count(*) FILTER (WHERE cardinality(a.obstacle_ids) > 0 OR a.question_id = ANY (v_okq)) AS obn,
+               -- evidence: the newest answer of each id class (id mod 20), a spread of recent ones
+               ARRAY[max(a.id) FILTER (WHERE a.id % 20 = 0), max(a.id) FILTER (WHERE a.id % 20 = 1),
+                     max(a.id) FILTER (WHERE a.id % 20 = 2), max(a.id) FILTER (WHERE a.id % 20 = 3),
+                     max(a.id) FILTER (WHERE a.id % 20 = 4), max(a.id) FILTER (WHERE a.id % 20 = 5),
+                     max(a.id) FILTER (WHERE a.id % 20 = 6), max(a.id) FILTER (WHERE a.id % 20 = 7),
+                     max(a.id) FILTER (WHERE a.id % 20 = 8), max(a.id) FILTER (WHERE a.id % 20 = 9),
+                     max(a.id) FILTER (WHERE a.id % 20 = 10), max(a.id) FILTER (WHERE a.id % 20 = 11),
+                     max(a.id) FILTER (WHERE a.id % 20 = 12), max(a.id) FILTER (WHERE a.id % 20 = 13),
+                     max(a.id) FILTER (WHERE a.id % 20 = 14), max(a.id) FILTER (WHERE a.id % 20 = 15),
+                     max(a.id) FILTER (WHERE a.id % 20 = 16), max(a.id) FILTER (WHERE a.id % 20 = 17),
+                     max(a.id) FILTER (WHERE a.id % 20 = 18), max(a.id) FILTER (WHERE a.id % 20 = 19)] AS ev
           FROM answers a
          WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
            AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
            AND (f.t_from IS NULL OR a.created_at >= f.t_from)
            AND (f.t_to IS NULL OR a.created_at < f.t_to)
            AND a.source = ANY (f.sources)
+         GROUP BY GROUPING SETS ((a.persona_id, a.stage_id, a.touchpoint_id), (a.persona_id, a.stage_id),
+                                 (a.stage_id, a.touchpoint_id), (a.stage_id))
+    ) x;
+    PERFORM set_config('enable_sort', v_sort, true);
+    -- Distinct respondents: sorted, narrow rows.
+    SELECT coalesce(jsonb_object_agg(x.k, x.resp), '{}') INTO v_resp FROM (
+        SELECT jd__cell_key(GROUPING(a.persona_id) = 1, a.persona_id, a.stage_id,
+                            GROUPING(a.touchpoint_id) = 1, a.touchpoint_id) AS k,
+               count(DISTINCT a.respondent_id) AS resp
+          FROM answers a
+         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
+           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
+           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
+           AND (f.t_to IS NULL OR a.created_at < f.t_to)
+           AND a.source = ANY (f.sources)
+         GROUP BY GROUPING SETS ((a.persona_id, a.stage_id, a.touchpoint_id), (a.persona_id, a.stage_id),
+                                 (a.stage_id, a.touchpoint_id), (a.stage_id))
+    ) x;
+
+    WITH ex AS MATERIALIZED (   -- one scan for the answers that carry obstacles, actions or quotes
+        SELECT a.id, a.persona_id, a.stage_id, a.touchpoint_id, a.question_id, a.obstacle_ids,
+               nullif(btrim(a.action), '') AS action, a.choice, a.source, a.created_at, a.site_id,
+               a.respondent_id, a.session_id,
+               coalesce(nullif(btrim(a.quote), ''), nullif(btrim(a.thought), '')) AS txt
+          FROM answers a
+         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
+           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
+           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
+           AND (f.t_to IS NULL OR a.created_at < f.t_to)
+           AND a.source = ANY (f.sources)
+           AND (a.obstacle_ids <> '{}' OR a.action IS NOT NULL OR a.quote IS NOT NULL
+                OR a.thought IS NOT NULL OR (a.choice IS NOT NULL AND a.question_id = ANY (v_actq)))
     ),
-    okq AS (SELECT q.id FROM questions q JOIN surveys sv ON sv.id = q.survey_id
-             WHERE sv.map_id = f.map_id AND q.kind = 'obstacle'),
-    part AS (   -- one row per cell and respondent: the rollups then count respondents exactly
-        SELECT fa.persona_id, fa.stage_id, fa.touchpoint_id, fa.respondent_id,
-               count(*) AS n, count(fa.emotion) AS en, sum(fa.emotion) AS es,
-               sum(fa.emotion * fa.emotion) AS ess,
-               count(*) FILTER (WHERE fa.emotion = 1) AS d1, count(*) FILTER (WHERE fa.emotion = 2) AS d2,
-               count(*) FILTER (WHERE fa.emotion = 3) AS d3, count(*) FILTER (WHERE fa.emotion = 4) AS d4,
-               count(*) FILTER (WHERE fa.emotion = 5) AS d5,
-               count(fa.goal_reached) AS gn, count(*) FILTER (WHERE fa.goal_reached) AS gy,
-               count(*) FILTER (WHERE cardinality(fa.obstacle_ids) > 0
-                                   OR fa.question_id IN (SELECT id FROM okq)) AS obn,
-               max(fa.id) AS last_id
-          FROM fa GROUP BY 1, 2, 3, 4
+    stats AS (
+        SELECT e.key AS k, (e.value ->> 'n')::bigint AS n, (e.value ->> 'en')::bigint AS en,
+               (e.value ->> 'es')::numeric AS es, (e.value ->> 'ess')::numeric AS ess,
+               ARRAY(SELECT d::bigint FROM jsonb_array_elements_text(e.value -> 'dist') d) AS dist,
+               (e.value ->> 'gn')::bigint AS gn, (e.value ->> 'gy')::bigint AS gy,
+               (e.value ->> 'obn')::bigint AS obn,
+               ARRAY(SELECT v::bigint FROM jsonb_array_elements_text(e.value -> 'ev') v) AS ev
+          FROM jsonb_each(v_stats) e
     ),
-    roll AS (
-        SELECT GROUPING(persona_id, touchpoint_id) AS lvl,
-               CASE WHEN GROUPING(persona_id) = 0 THEN persona_id END AS persona_id, stage_id,
-               CASE WHEN GROUPING(touchpoint_id) = 0 THEN touchpoint_id END AS touchpoint_id,
-               sum(n)::bigint AS n, count(DISTINCT respondent_id) AS resp, sum(en)::bigint AS en,
-               sum(es)::numeric AS es, sum(ess)::numeric AS ess,
-               ARRAY[sum(d1), sum(d2), sum(d3), sum(d4), sum(d5)]::bigint[] AS dist,
-               sum(gn)::bigint AS gn, sum(gy)::bigint AS gy, sum(obn)::bigint AS obn,
-               (array_agg(last_id ORDER BY last_id DESC))[1:f.evidence_n] AS ev
-          FROM part
-         GROUP BY GROUPING SETS ((persona_id, stage_id, touchpoint_id), (persona_id, stage_id),
-                                 (stage_id, touchpoint_id), (stage_id))
-    ),
+    resp AS (SELECT e.key AS k, (e.value #>> '{}')::bigint AS resp FROM jsonb_each(v_resp) e),
     obs AS (
-        SELECT GROUPING(persona_id, touchpoint_id) AS lvl,
-               CASE WHEN GROUPING(persona_id) = 0 THEN persona_id END AS persona_id, stage_id,
-               CASE WHEN GROUPING(touchpoint_id) = 0 THEN touchpoint_id END AS touchpoint_id,
-               oid, count(*) AS c
-          FROM (SELECT fa.persona_id, fa.stage_id, fa.touchpoint_id, o.oid
-                  FROM fa CROSS JOIN LATERAL (SELECT DISTINCT u AS oid FROM unnest(fa.obstacle_ids) u) o
-                 WHERE cardinality(fa.obstacle_ids) > 0) x
-         GROUP BY GROUPING SETS ((persona_id, stage_id, touchpoint_id, oid), (persona_id, stage_id, oid),
-                                 (stage_id, touchpoint_id, oid), (stage_id, oid))
+        SELECT jd__cell_key(GROUPING(ex.persona_id) = 1, ex.persona_id, ex.stage_id,
+                            GROUPING(ex.touchpoint_id) = 1, ex.touchpoint_id) AS k,
+               o.oid, count(*) AS c
+          FROM ex CROSS JOIN LATERAL unnest(ex.obstacle_ids) o(oid)
+         WHERE ex.obstacle_ids <> '{}'
+         GROUP BY GROUPING SETS ((ex.persona_id, ex.stage_id, ex.touchpoint_id, o.oid), (ex.persona_id, ex.stage_id, o.oid),
+                                 (ex.stage_id, ex.touchpoint_id, o.oid), (ex.stage_id, o.oid))
     ),
     obs_top AS (
-        SELECT o.lvl, o.persona_id, o.stage_id, o.touchpoint_id,
-               jsonb_agg(jsonb_build_object('id', o.oid, 'slug', ob.slug, 'name', ob.name,
-                                            'count', o.c, 'share', round(o.c::numeric / nullif(r.obn, 0), 4))
-                         ORDER BY o.c DESC, ob.position, o.oid) AS items
-          FROM (SELECT obs.*, row_number() OVER (PARTITION BY lvl, persona_id, stage_id, touchpoint_id
-                                                 ORDER BY c DESC, oid) AS rn FROM obs) o
+        SELECT o.k, jsonb_agg(jsonb_build_object('id', o.oid, 'slug', ob.slug, 'name', ob.name,
+                                                 'count', o.c, 'share', round(o.c::numeric / nullif(s.obn, 0), 4))
+                              ORDER BY o.c DESC, ob.position, o.oid) AS items
+          FROM (SELECT obs.*, row_number() OVER (PARTITION BY obs.k ORDER BY obs.c DESC, obs.oid) AS rn FROM obs) o
           JOIN obstacles ob ON ob.id = o.oid AND ob.map_id = f.map_id
-          JOIN roll r ON r.lvl = o.lvl AND r.stage_id = o.stage_id
-                     AND r.persona_id IS NOT DISTINCT FROM o.persona_id
-                     AND r.touchpoint_id IS NOT DISTINCT FROM o.touchpoint_id
+          JOIN stats s ON s.k = o.k
          WHERE o.rn <= f.top_n
-         GROUP BY 1, 2, 3, 4
+         GROUP BY o.k
     ),
     acts_raw AS (   -- free-text actions and choices of questions in the actions lane
-        SELECT a.persona_id, a.stage_id, a.touchpoint_id, x.txt, count(*) AS c
-          FROM answers a
-          LEFT JOIN questions q ON q.id = a.question_id AND q.lane = 'actions'
-          CROSS JOIN LATERAL (
-              SELECT btrim(a.action) AS txt WHERE btrim(a.action) <> ''
-              UNION ALL
-              SELECT coalesce((SELECT e ->> 'label' FROM jsonb_array_elements(
-                                   CASE WHEN jsonb_typeof(q.options) = 'array' THEN q.options ELSE '[]' END) e
-                                WHERE e ->> 'value' = ch LIMIT 1), ch)
-                FROM unnest(a.choice) ch WHERE q.id IS NOT NULL) x
-         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
-           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
-           AND (f.t_to IS NULL OR a.created_at < f.t_to)
-           AND a.source = ANY (f.sources)
-           AND (a.action IS NOT NULL OR (a.choice IS NOT NULL AND q.id IS NOT NULL))
-         GROUP BY 1, 2, 3, 4
+        SELECT ex.persona_id, ex.stage_id, ex.touchpoint_id, ex.question_id, x.txt, count(*) AS c
+          FROM ex
+          CROSS JOIN LATERAL (SELECT ex.action AS txt WHERE ex.action IS NOT NULL
+                              UNION ALL
+                              SELECT ch FROM unnest(ex.choice) ch
+                               WHERE ex.question_id = ANY (v_actq)) x
+         WHERE ex.action IS NOT NULL OR (ex.choice IS NOT NULL AND ex.question_id = ANY (v_actq))
+         GROUP BY 1, 2, 3, 4, 5
+    ),
+    acts_lab AS (   -- a choice is shown by its option label
+        SELECT r.persona_id, r.stage_id, r.touchpoint_id,
+               coalesce((SELECT e ->> 'label' FROM questions q,
+                                jsonb_array_elements(CASE WHEN jsonb_typeof(q.options) = 'array' THEN q.options ELSE '[]' END) e
+                          WHERE q.id = r.question_id AND r.question_id = ANY (v_actq) AND e ->> 'value' = r.txt
+                          LIMIT 1), r.txt) AS txt, r.c
+          FROM acts_raw r
     ),
     acts AS (
-        SELECT GROUPING(persona_id, touchpoint_id) AS lvl,
-               CASE WHEN GROUPING(persona_id) = 0 THEN persona_id END AS persona_id, stage_id,
-               CASE WHEN GROUPING(touchpoint_id) = 0 THEN touchpoint_id END AS touchpoint_id,
+        SELECT jd__cell_key(GROUPING(persona_id) = 1, persona_id, stage_id,
+                            GROUPING(touchpoint_id) = 1, touchpoint_id) AS k,
                txt, sum(c)::bigint AS c
-          FROM acts_raw
+          FROM acts_lab
          GROUP BY GROUPING SETS ((persona_id, stage_id, touchpoint_id, txt), (persona_id, stage_id, txt),
                                  (stage_id, touchpoint_id, txt), (stage_id, txt))
     ),
     acts_top AS (
-        SELECT lvl, persona_id, stage_id, touchpoint_id,
-               jsonb_agg(jsonb_build_object('text', txt, 'count', c) ORDER BY c DESC, txt) AS items
-          FROM (SELECT acts.*, row_number() OVER (PARTITION BY lvl, persona_id, stage_id, touchpoint_id
-                                                  ORDER BY c DESC, txt) AS rn FROM acts) x
+        SELECT k, jsonb_agg(jsonb_build_object('text', txt, 'count', c) ORDER BY c DESC, txt) AS items
+          FROM (SELECT acts.*, row_number() OVER (PARTITION BY k ORDER BY c DESC, txt) AS rn FROM acts) x
          WHERE rn <= f.top_n
-         GROUP BY 1, 2, 3, 4
+         GROUP BY k
     ),
     qa AS (   -- quotable answers: not erased, consented where the site asks for consent
-        SELECT a.id, a.persona_id, a.stage_id, a.touchpoint_id, a.source, a.created_at, a.emotion,
-               coalesce(nullif(btrim(a.quote), ''), btrim(a.thought)) AS txt
-          FROM answers a
-          LEFT JOIN respondents r ON r.site_id = a.site_id AND r.id = a.respondent_id
-          LEFT JOIN sessions se ON se.id = a.session_id
-         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
-           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
-           AND (f.t_to IS NULL OR a.created_at < f.t_to)
-           AND a.source = ANY (f.sources)
-           AND (nullif(btrim(a.quote), '') IS NOT NULL OR nullif(btrim(a.thought), '') IS NOT NULL)
+        SELECT ex.id, ex.persona_id, ex.stage_id, ex.touchpoint_id, ex.source, ex.created_at, ex.txt
+          FROM ex
+          LEFT JOIN respondents r ON r.site_id = ex.site_id AND r.id = ex.respondent_id
+          LEFT JOIN sessions se ON se.id = ex.session_id
+         WHERE ex.txt IS NOT NULL
            AND r.erased_at IS NULL
-           AND (a.source = 'interview'
+           AND (ex.source = 'interview'
                 OR NOT ((st.consent_mode = 'opt-in' OR se.consent_mode = 'opt-in')
                         AND NOT coalesce(se.consent, false)))
     ),
-    qk AS (   -- each quote under the four cell levels it belongs to, ranked
-        SELECT k.lvl, k.persona_id, qa.stage_id, k.touchpoint_id, qa.id, qa.txt, qa.source, qa.created_at,
-               row_number() OVER (PARTITION BY k.lvl, k.persona_id, qa.stage_id, k.touchpoint_id
-                                  ORDER BY (length(qa.txt) BETWEEN 20 AND 280) DESC, qa.created_at DESC, qa.id DESC) AS rn
-          FROM qa CROSS JOIN LATERAL (VALUES (0, qa.persona_id, qa.touchpoint_id), (1, qa.persona_id, NULL::bigint),
-                                             (2, NULL::bigint, qa.touchpoint_id), (3, NULL, NULL)) k(lvl, persona_id, touchpoint_id)
-         WHERE (k.lvl IN (1, 3) OR qa.touchpoint_id IS NOT NULL) AND (k.lvl >= 2 OR qa.persona_id IS NOT NULL)
+    q0 AS (   -- the best quotes of each finest cell; a rollup's best are among its parts' best
+        SELECT * FROM (
+            SELECT qa.*, row_number() OVER (PARTITION BY qa.persona_id, qa.stage_id, qa.touchpoint_id
+                                            ORDER BY (length(qa.txt) BETWEEN 20 AND 280) DESC,
+                                                     qa.created_at DESC, qa.id DESC) AS rn0
+              FROM qa) x
+         WHERE rn0 <= f.quotes_n
+    ),
+    qk AS (
+        SELECT k.k, q0.id, q0.txt, q0.source, q0.created_at,
+               row_number() OVER (PARTITION BY k.k ORDER BY (length(q0.txt) BETWEEN 20 AND 280) DESC,
+                                  q0.created_at DESC, q0.id DESC) AS rn
+          FROM q0 CROSS JOIN LATERAL (VALUES
+                   (jd__cell_key(false, q0.persona_id, q0.stage_id, false, q0.touchpoint_id)),
+                   (jd__cell_key(false, q0.persona_id, q0.stage_id, true, NULL)),
+                   (jd__cell_key(true, NULL, q0.stage_id, false, q0.touchpoint_id)),
+                   (jd__cell_key(true, NULL, q0.stage_id, true, NULL))) k(k)
     ),
     quotes AS (
-        SELECT lvl, persona_id, stage_id, touchpoint_id,
-               jsonb_agg(jsonb_build_object('text', jd__export_quote_text(txt, st.redact),
-                                            'evidence', 'answer:' || id, 'source', source,
-                                            'at', created_at) ORDER BY rn) AS items
-          FROM qk WHERE rn <= f.quotes_n GROUP BY 1, 2, 3, 4
+        SELECT k, jsonb_agg(jsonb_build_object('text', jd__export_quote_text(txt, st.redact),
+                                               'evidence', 'answer:' || id, 'source', source,
+                                               'at', created_at) ORDER BY rn) AS items
+          FROM qk WHERE rn <= f.quotes_n GROUP BY k
     ),
     grid AS (   -- every cell of the map, with or without evidence
-        SELECT l.lvl, p.id AS persona_id, p.position AS ppos, s.id AS stage_id, s.position AS spos,
-               t.id AS touchpoint_id, t.position AS tpos
+        SELECT p.id AS persona_id, p.position AS ppos, s.id AS stage_id, s.position AS spos,
+               t.id AS touchpoint_id, t.position AS tpos,
+               jd__cell_key(p.id IS NULL, p.id, s.id, t.id IS NULL, t.id) AS k
           FROM (SELECT id, position FROM personas WHERE map_id = f.map_id
                    AND (f.persona_id IS NULL OR id = f.persona_id)
                 UNION ALL SELECT NULL, 2147483647) p
@@ -453,18 +509,16 @@ BEGIN
                                 WHERE tp.map_id = f.map_id
                                   AND (EXISTS (SELECT 1 FROM touchpoint_stages ts
                                                 WHERE ts.touchpoint_id = tp.id AND ts.stage_id = s.id)
-                                       OR EXISTS (SELECT 1 FROM roll r WHERE r.stage_id = s.id
-                                                   AND r.touchpoint_id = tp.id AND r.lvl IN (0, 2)))
+                                       OR EXISTS (SELECT 1 FROM stats x
+                                                   WHERE x.k = jd__cell_key(true, NULL, s.id, false, tp.id)))
                               UNION ALL SELECT NULL, -1) t
-          CROSS JOIN LATERAL (SELECT (CASE WHEN p.id IS NULL THEN 2 ELSE 0 END)
-                                     + (CASE WHEN t.id IS NULL THEN 1 ELSE 0 END) AS lvl) l
          WHERE s.map_id = f.map_id
     )
     SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', jd__cell_id(g.persona_id, g.stage_id, g.touchpoint_id),
+               'id', g.k,
                'persona_id', g.persona_id, 'stage_id', g.stage_id, 'touchpoint_id', g.touchpoint_id,
                'level', CASE WHEN g.touchpoint_id IS NULL THEN 'stage' ELSE 'cell' END,
-               'n', coalesce(r.n, 0), 'respondents', coalesce(r.resp, 0),
+               'n', coalesce(r.n, 0), 'respondents', coalesce(rs.resp, 0),
                'thin', coalesce(r.n, 0) < f.min_evidence,
                'emotion', jsonb_build_object(
                    'n', coalesce(r.en, 0),
@@ -482,86 +536,77 @@ BEGIN
                'obstacles', coalesce(ot.items, '[]'),
                'actions', coalesce(ac.items, '[]'),
                'quotes', coalesce(qu.items, '[]'),
-               'evidence', coalesce((SELECT jsonb_agg('answer:' || e ORDER BY e DESC) FROM unnest(r.ev) e), '[]'))
+               'evidence', coalesce((SELECT jsonb_agg('answer:' || e ORDER BY e DESC)
+                                       FROM (SELECT e FROM unnest(r.ev) e WHERE e IS NOT NULL
+                                              ORDER BY e DESC LIMIT f.evidence_n) x), '[]'))
              ORDER BY g.ppos, g.persona_id, g.spos, g.stage_id, g.tpos, g.touchpoint_id), '[]')
       INTO j_cells
       FROM grid g
-      LEFT JOIN roll r ON r.lvl = g.lvl AND r.stage_id = g.stage_id
-                      AND r.persona_id IS NOT DISTINCT FROM g.persona_id
-                      AND r.touchpoint_id IS NOT DISTINCT FROM g.touchpoint_id
-      LEFT JOIN obs_top ot ON ot.lvl = g.lvl AND ot.stage_id = g.stage_id
-                      AND ot.persona_id IS NOT DISTINCT FROM g.persona_id
-                      AND ot.touchpoint_id IS NOT DISTINCT FROM g.touchpoint_id
-      LEFT JOIN acts_top ac ON ac.lvl = g.lvl AND ac.stage_id = g.stage_id
-                      AND ac.persona_id IS NOT DISTINCT FROM g.persona_id
-                      AND ac.touchpoint_id IS NOT DISTINCT FROM g.touchpoint_id
-      LEFT JOIN quotes qu ON qu.lvl = g.lvl AND qu.stage_id = g.stage_id
-                      AND qu.persona_id IS NOT DISTINCT FROM g.persona_id
-                      AND qu.touchpoint_id IS NOT DISTINCT FROM g.touchpoint_id;
+      LEFT JOIN stats r ON r.k = g.k
+      LEFT JOIN resp rs ON rs.k = g.k
+      LEFT JOIN obs_top ot ON ot.k = g.k
+      LEFT JOIN acts_top ac ON ac.k = g.k
+      LEFT JOIN quotes qu ON qu.k = g.k;
 
     -- ---- per stage: sessions reaching it, drop-off to the next stage, goal-reached rate ---------
     -- A session reaches a stage when it has a touch event or an answer tagged with it. Sessions
     -- count when they started in the window (and, with a persona filter, carry that persona).
-    WITH ss AS (
-        SELECT se.id FROM sessions se
-         WHERE se.site_id = f.site_id
-           AND (f.persona_id IS NULL OR se.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR se.started_at >= f.t_from)
-           AND (f.t_to IS NULL OR se.started_at < f.t_to)
-    ),
-    ord AS (
-        SELECT s.id, s.slug, s.position, lead(s.id) OVER (ORDER BY s.position, s.id) AS next_id,
-               row_number() OVER (ORDER BY s.position, s.id) AS idx
+    -- One pass: each session's stages as a bit mask (stage order index, up to 63 stages).
+    WITH ord AS (
+        SELECT s.id, s.position, (row_number() OVER (ORDER BY s.position, s.id) - 1)::int AS idx,
+               lead(s.id) OVER (ORDER BY s.position, s.id) AS next_id
           FROM stages s WHERE s.map_id = f.map_id
     ),
-    reach AS (
-        SELECT DISTINCT x.session_id, x.stage_id FROM (
+    masks AS (
+        SELECT x.session_id, bit_or(1::bigint << (array_position(v_stages, x.stage_id) - 1)) AS mask FROM (
             SELECT t.session_id, t.stage_id FROM touch_events t
-             WHERE t.site_id = f.site_id AND t.stage_id IN (SELECT id FROM ord)
+             WHERE t.site_id = f.site_id AND t.stage_id = ANY (v_stages)
                AND (f.t_from IS NULL OR t.created_at >= f.t_from)
                AND (f.t_to IS NULL OR t.created_at < f.t_to)
             UNION ALL
             SELECT a.session_id, a.stage_id FROM answers a
              WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.session_id IS NOT NULL
-               AND a.stage_id IN (SELECT id FROM ord)
+               AND a.stage_id = ANY (v_stages)
                AND (f.t_from IS NULL OR a.created_at >= f.t_from)
                AND (f.t_to IS NULL OR a.created_at < f.t_to)
                AND a.source = ANY (f.sources)) x
-         WHERE x.session_id IN (SELECT id FROM ss)
+         GROUP BY x.session_id
     ),
-    total AS (SELECT count(DISTINCT session_id) AS n FROM reach),
+    sm AS (
+        SELECT mk.mask FROM masks mk JOIN sessions se ON se.id = mk.session_id
+         WHERE se.site_id = f.site_id
+           AND (f.persona_id IS NULL OR se.persona_id = f.persona_id)
+           AND (f.t_from IS NULL OR se.started_at >= f.t_from)
+           AND (f.t_to IS NULL OR se.started_at < f.t_to)
+    ),
+    total AS (SELECT count(*) AS n FROM sm),
     per AS (
-        SELECT o.id, count(r1.session_id) AS reached, count(r2.session_id) AS continued
-          FROM ord o
-          LEFT JOIN reach r1 ON r1.stage_id = o.id
-          LEFT JOIN reach r2 ON r2.session_id = r1.session_id AND r2.stage_id = o.next_id
+        SELECT o.id,
+               count(*) FILTER (WHERE sm.mask & (1::bigint << o.idx) <> 0) AS reached,
+               count(*) FILTER (WHERE sm.mask & (1::bigint << o.idx) <> 0 AND o.idx < 62
+                                  AND sm.mask & (1::bigint << (o.idx + 1)) <> 0) AS continued
+          FROM ord o CROSS JOIN sm
          GROUP BY o.id
     ),
-    goals AS (
-        SELECT a.stage_id, count(a.goal_reached) AS gn, count(*) FILTER (WHERE a.goal_reached) AS gy
-          FROM answers a
-         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.goal_reached IS NOT NULL
-           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
-           AND (f.t_to IS NULL OR a.created_at < f.t_to)
-           AND a.source = ANY (f.sources)
-         GROUP BY 1
+    goals AS (   -- the all-personas stage rollups already hold them
+        SELECT o.id AS stage_id, (e.value ->> 'gn')::bigint AS gn, (e.value ->> 'gy')::bigint AS gy
+          FROM ord o JOIN jsonb_each(v_stats) e ON e.key = jd__cell_key(true, NULL, o.id, true, NULL)
     )
     SELECT jsonb_build_object(
                'sessions', (SELECT n FROM total),
                'stages', coalesce(jsonb_agg(jsonb_build_object(
                    'stage_id', o.id,
-                   'sessions_reached', p.reached,
+                   'sessions_reached', coalesce(p.reached, 0),
                    'share_reached', round(p.reached::numeric / nullif((SELECT n FROM total), 0), 4),
                    'next_stage_id', o.next_id,
-                   'continued', CASE WHEN o.next_id IS NOT NULL THEN p.continued END,
+                   'continued', CASE WHEN o.next_id IS NOT NULL THEN coalesce(p.continued, 0) END,
                    'drop_off', CASE WHEN o.next_id IS NOT NULL
                                     THEN round(1 - p.continued::numeric / nullif(p.reached, 0), 4) END,
                    'goal', jsonb_build_object('n', coalesce(g.gn, 0), 'reached', coalesce(g.gy, 0),
                                               'rate', round(g.gy::numeric / nullif(g.gn, 0), 4)))
                    ORDER BY o.idx), '[]'))
       INTO j_stage_metrics
-      FROM ord o JOIN per p ON p.id = o.id LEFT JOIN goals g ON g.stage_id = o.id;
+      FROM ord o LEFT JOIN per p ON p.id = o.id LEFT JOIN goals g ON g.stage_id = o.id;
 
     -- ---- touches before purchase --------------------------------------------------------------
     -- A respondent converts at their first answer with goal_reached = true in the conversion
