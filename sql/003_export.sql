@@ -261,6 +261,114 @@ LANGUAGE sql IMMUTABLE AS $$
            || CASE WHEN p_all_touchpoints THEN '' ELSE '-t' || coalesce(p_touchpoint::text, 'none') END
 $$;
 
+-- The heavy scans of jd_map_export, each a set-returning function because PL/pgSQL may run a
+-- RETURN QUERY with parallel workers (a SELECT INTO never gets them). Each takes the validated
+-- filters.
+
+-- Answers grouped by (persona, stage, touchpoint, emotion, id mod 20): counts, goals, obstacle
+-- answers and the newest id of each group.
+CREATE FUNCTION jd__export_fine(f jd_export_filter, p_okq bigint[])
+RETURNS TABLE (persona_id bigint, stage_id bigint, touchpoint_id bigint, emotion smallint, cls bigint,
+               n bigint, gn bigint, gy bigint, obn bigint, mx bigint)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+        SELECT a.persona_id, a.stage_id, a.touchpoint_id, a.emotion, a.id % 20,
+               count(*), count(a.goal_reached), count(*) FILTER (WHERE a.goal_reached),
+               count(*) FILTER (WHERE cardinality(a.obstacle_ids) > 0 OR a.question_id = ANY (p_okq)),
+               max(a.id)
+          FROM answers a
+         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
+                   AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
+                   AND (f.t_from IS NULL OR a.created_at >= f.t_from)
+                   AND (f.t_to IS NULL OR a.created_at < f.t_to)
+                   AND a.source = ANY (f.sources)
+         GROUP BY 1, 2, 3, 4, 5;
+END $$;
+
+-- Respondents grouped by stage with bit masks of the personas (bit p), touchpoints (bit t) and
+-- (persona, touchpoint) pairs (bit p * nt + t) they answered in, then counted per mask combination.
+-- Bit np-1 / nt-1: no persona / no touchpoint. Needs np * nt <= 63.
+CREATE FUNCTION jd__export_resp(f jd_export_filter, p_personas bigint[], p_tps bigint[])
+RETURNS TABLE (stage_id bigint, pm bigint, tm bigint, ptm bigint, c bigint)
+LANGUAGE plpgsql STABLE
+-- Partial aggregation barely shrinks (stage, respondent) groups: workers only add a Gather of
+-- ~800k rows (2.2 s against 1.3 s serial at 1M answers).
+SET max_parallel_workers_per_gather = 0 AS $$
+DECLARE
+    np int := cardinality(p_personas) + 1;
+    nt int := cardinality(p_tps) + 1;
+BEGIN
+    RETURN QUERY
+        SELECT sr.stage_id, sr.pm, sr.tm, sr.ptm, count(*)
+          FROM (SELECT a.stage_id,
+                       bit_or(1::bigint << x.pi) AS pm, bit_or(1::bigint << x.ti) AS tm,
+                       bit_or(1::bigint << (x.pi * nt + x.ti)) AS ptm
+                  FROM answers a
+                  CROSS JOIN LATERAL (SELECT coalesce(array_position(p_personas, a.persona_id), np) - 1 AS pi,
+                                             coalesce(array_position(p_tps, a.touchpoint_id), nt) - 1 AS ti) x
+                 WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
+                   AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
+                   AND (f.t_from IS NULL OR a.created_at >= f.t_from)
+                   AND (f.t_to IS NULL OR a.created_at < f.t_to)
+                   AND a.source = ANY (f.sources)
+                   AND a.respondent_id IS NOT NULL
+                 GROUP BY a.stage_id, a.respondent_id) sr
+         GROUP BY 1, 2, 3, 4;
+END $$;
+
+-- Sessions in scope by the stages they reached (bit i = the i-th stage of p_stages, from touch
+-- events and answers), counted per mask.
+CREATE FUNCTION jd__export_masks(f jd_export_filter, p_stages bigint[])
+RETURNS TABLE (mask bigint, c bigint)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+        SELECT mk.mask, count(*)
+          FROM (SELECT x.session_id, bit_or(1::bigint << (array_position(p_stages, x.stage_id) - 1)) AS mask
+                  FROM (SELECT t.session_id, t.stage_id FROM touch_events t
+                         WHERE t.site_id = f.site_id AND t.stage_id = ANY (p_stages)
+                           AND (f.t_from IS NULL OR t.created_at >= f.t_from)
+                           AND (f.t_to IS NULL OR t.created_at < f.t_to)
+                        UNION ALL
+                        SELECT a.session_id, a.stage_id FROM answers a
+                         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.session_id IS NOT NULL
+                           AND a.stage_id = ANY (p_stages)
+                           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
+                           AND (f.t_to IS NULL OR a.created_at < f.t_to)
+                           AND a.source = ANY (f.sources)) x
+                 GROUP BY x.session_id) mk
+         WHERE (f.persona_id IS NULL AND f.t_from IS NULL AND f.t_to IS NULL)
+            OR EXISTS (SELECT 1 FROM sessions se
+                        WHERE se.id = mk.session_id AND se.site_id = f.site_id
+                          AND (f.persona_id IS NULL OR se.persona_id = f.persona_id)
+                          AND (f.t_from IS NULL OR se.started_at >= f.t_from)
+                          AND (f.t_to IS NULL OR se.started_at < f.t_to))
+         GROUP BY 1;
+END $$;
+
+-- The answers that carry obstacles, actions (or choices of p_actq questions) or quotes.
+CREATE FUNCTION jd__export_extras(f jd_export_filter, p_actq bigint[])
+RETURNS TABLE (id bigint, persona_id bigint, stage_id bigint, touchpoint_id bigint, question_id bigint,
+               obstacle_ids bigint[], action text, choice text[], source text, created_at timestamptz,
+               site_id bigint, respondent_id uuid, session_id uuid, txt text)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY
+        SELECT a.id, a.persona_id, a.stage_id, a.touchpoint_id, a.question_id, a.obstacle_ids,
+               nullif(btrim(a.action), ''), a.choice, a.source, a.created_at, a.site_id,
+               a.respondent_id, a.session_id,
+               coalesce(nullif(btrim(a.quote), ''), nullif(btrim(a.thought), ''))
+          FROM answers a
+         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
+                   AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
+                   AND (f.t_from IS NULL OR a.created_at >= f.t_from)
+                   AND (f.t_to IS NULL OR a.created_at < f.t_to)
+                   AND a.source = ANY (f.sources)
+           AND (a.obstacle_ids <> '{}' OR a.action IS NOT NULL OR a.quote IS NOT NULL
+                OR a.thought IS NOT NULL OR (a.choice IS NOT NULL AND a.question_id = ANY (p_actq)));
+END $$;
+
 -- The canonical journey.json document of one map. See docs/export.md for every field.
 CREATE FUNCTION jd_map_export(p_map_id bigint, p_filters jsonb DEFAULT '{}')
 RETURNS jsonb LANGUAGE plpgsql STABLE
@@ -284,12 +392,19 @@ DECLARE
     v_stages bigint[];
     v_stats jsonb;      -- cell key -> counts and sums
     v_resp jsonb;       -- cell key -> distinct respondents
-    v_sort text;
+    v_personas bigint[];
+    v_tps bigint[];
+    v_np int;
+    v_nt int;
 BEGIN
     SELECT * INTO m FROM maps WHERE id = f.map_id;
     SELECT coalesce(array_agg(q.id), '{}') INTO v_actq
       FROM questions q JOIN surveys sv ON sv.id = q.survey_id
      WHERE sv.map_id = f.map_id AND q.lane = 'actions';
+    SELECT coalesce(array_agg(id ORDER BY position, id), '{}') INTO v_personas
+      FROM personas WHERE map_id = f.map_id;
+    SELECT coalesce(array_agg(id ORDER BY position, id), '{}') INTO v_tps
+      FROM touchpoints WHERE map_id = f.map_id;
     -- the map's stages in order; a session's stages are a bit mask over the first 63
     SELECT coalesce((array_agg(id ORDER BY position, id))[1:63], '{}') INTO v_stages
       FROM stages WHERE map_id = f.map_id;
@@ -336,71 +451,76 @@ BEGIN
       FROM questions q JOIN surveys sv ON sv.id = q.survey_id
      WHERE sv.map_id = f.map_id AND q.kind = 'obstacle';
 
-    -- Counts and emotion sums: hashed, one hash table per level. With this many aggregates the
-    -- planner prices sorting 1M rows for three levels below hashing them, yet hashing runs 3-4x
-    -- faster (bench/export.sh), so sorting is disabled for this one statement.
-    v_sort := current_setting('enable_sort');
-    PERFORM set_config('enable_sort', 'off', true);
+    -- Counts and emotion sums: one hashed pass groups the answers by (persona, stage,
+    -- touchpoint, emotion, id mod 20) with only five aggregates; the rollups to the four cell
+    -- levels then run over those few thousand rows. (GROUPING SETS straight over the answers
+    -- evaluates every aggregate four times per answer and ran 3x slower.) Evidence: the newest
+    -- answer of each id class, so a spread of recent answers, the 20 newest of those first.
     SELECT coalesce(jsonb_object_agg(x.k, to_jsonb(x) - 'k'), '{}') INTO v_stats FROM (
-        SELECT jd__cell_key(GROUPING(a.persona_id) = 1, a.persona_id, a.stage_id,
-                            GROUPING(a.touchpoint_id) = 1, a.touchpoint_id) AS k,
-               count(*) AS n, count(a.emotion) AS en, sum(a.emotion)::numeric AS es,
-               sum(a.emotion * a.emotion)::numeric AS ess,
-               ARRAY[count(*) FILTER (WHERE a.emotion = 1), count(*) FILTER (WHERE a.emotion = 2),
-                     count(*) FILTER (WHERE a.emotion = 3), count(*) FILTER (WHERE a.emotion = 4),
-                     count(*) FILTER (WHERE a.emotion = 5)] AS dist,
-               count(a.goal_reached) AS gn, count(*) FILTER (WHERE a.goal_reached) AS gy,
-               count(*) FILTER (WHERE cardinality(a.obstacle_ids) > 0 OR a.question_id = ANY (v_okq)) AS obn,
-               -- evidence: the newest answer of each id class (id mod 20), a spread of recent ones
-               ARRAY[max(a.id) FILTER (WHERE a.id % 20 = 0), max(a.id) FILTER (WHERE a.id % 20 = 1),
-                     max(a.id) FILTER (WHERE a.id % 20 = 2), max(a.id) FILTER (WHERE a.id % 20 = 3),
-                     max(a.id) FILTER (WHERE a.id % 20 = 4), max(a.id) FILTER (WHERE a.id % 20 = 5),
-                     max(a.id) FILTER (WHERE a.id % 20 = 6), max(a.id) FILTER (WHERE a.id % 20 = 7),
-                     max(a.id) FILTER (WHERE a.id % 20 = 8), max(a.id) FILTER (WHERE a.id % 20 = 9),
-                     max(a.id) FILTER (WHERE a.id % 20 = 10), max(a.id) FILTER (WHERE a.id % 20 = 11),
-                     max(a.id) FILTER (WHERE a.id % 20 = 12), max(a.id) FILTER (WHERE a.id % 20 = 13),
-                     max(a.id) FILTER (WHERE a.id % 20 = 14), max(a.id) FILTER (WHERE a.id % 20 = 15),
-                     max(a.id) FILTER (WHERE a.id % 20 = 16), max(a.id) FILTER (WHERE a.id % 20 = 17),
-                     max(a.id) FILTER (WHERE a.id % 20 = 18), max(a.id) FILTER (WHERE a.id % 20 = 19)] AS ev
-          FROM answers a
-         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
-           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
-           AND (f.t_to IS NULL OR a.created_at < f.t_to)
-           AND a.source = ANY (f.sources)
-         GROUP BY GROUPING SETS ((a.persona_id, a.stage_id, a.touchpoint_id), (a.persona_id, a.stage_id),
-                                 (a.stage_id, a.touchpoint_id), (a.stage_id))
-    ) x;
-    PERFORM set_config('enable_sort', v_sort, true);
-    -- Distinct respondents: sorted, narrow rows.
-    SELECT coalesce(jsonb_object_agg(x.k, x.resp), '{}') INTO v_resp FROM (
-        SELECT jd__cell_key(GROUPING(a.persona_id) = 1, a.persona_id, a.stage_id,
-                            GROUPING(a.touchpoint_id) = 1, a.touchpoint_id) AS k,
-               count(DISTINCT a.respondent_id) AS resp
-          FROM answers a
-         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
-           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
-           AND (f.t_to IS NULL OR a.created_at < f.t_to)
-           AND a.source = ANY (f.sources)
-         GROUP BY GROUPING SETS ((a.persona_id, a.stage_id, a.touchpoint_id), (a.persona_id, a.stage_id),
-                                 (a.stage_id, a.touchpoint_id), (a.stage_id))
+        SELECT jd__cell_key(GROUPING(fine.persona_id) = 1, fine.persona_id, fine.stage_id,
+                            GROUPING(fine.touchpoint_id) = 1, fine.touchpoint_id) AS k,
+               sum(fine.n)::bigint AS n,
+               coalesce(sum(fine.n) FILTER (WHERE fine.emotion IS NOT NULL), 0)::bigint AS en,
+               coalesce(sum(fine.n * fine.emotion), 0)::numeric AS es,
+               coalesce(sum(fine.n * fine.emotion * fine.emotion), 0)::numeric AS ess,
+               ARRAY[coalesce(sum(fine.n) FILTER (WHERE fine.emotion = 1), 0),
+                     coalesce(sum(fine.n) FILTER (WHERE fine.emotion = 2), 0),
+                     coalesce(sum(fine.n) FILTER (WHERE fine.emotion = 3), 0),
+                     coalesce(sum(fine.n) FILTER (WHERE fine.emotion = 4), 0),
+                     coalesce(sum(fine.n) FILTER (WHERE fine.emotion = 5), 0)]::bigint[] AS dist,
+               sum(fine.gn)::bigint AS gn, sum(fine.gy)::bigint AS gy, sum(fine.obn)::bigint AS obn,
+               (array_agg(fine.mx ORDER BY fine.mx DESC))[1:20] AS ev
+          FROM jd__export_fine(f, v_okq) fine
+         GROUP BY GROUPING SETS ((fine.persona_id, fine.stage_id, fine.touchpoint_id),
+                                 (fine.persona_id, fine.stage_id),
+                                 (fine.stage_id, fine.touchpoint_id), (fine.stage_id))
     ) x;
 
-    WITH ex AS MATERIALIZED (   -- one scan for the answers that carry obstacles, actions or quotes
-        SELECT a.id, a.persona_id, a.stage_id, a.touchpoint_id, a.question_id, a.obstacle_ids,
-               nullif(btrim(a.action), '') AS action, a.choice, a.source, a.created_at, a.site_id,
-               a.respondent_id, a.session_id,
-               coalesce(nullif(btrim(a.quote), ''), nullif(btrim(a.thought), '')) AS txt
-          FROM answers a
-         WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
-           AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR a.created_at >= f.t_from)
-           AND (f.t_to IS NULL OR a.created_at < f.t_to)
-           AND a.source = ANY (f.sources)
-           AND (a.obstacle_ids <> '{}' OR a.action IS NOT NULL OR a.quote IS NOT NULL
-                OR a.thought IS NOT NULL OR (a.choice IS NOT NULL AND a.question_id = ANY (v_actq)))
-    ),
+    -- Distinct respondents. count(DISTINCT) over GROUPING SETS sorts every answer twice (2.4 s at
+    -- 1M answers), so when personas x touchpoints fit a 63-bit mask: one hashed pass groups the
+    -- answers by (stage, respondent) with bit masks of the personas, touchpoints and (persona,
+    -- touchpoint) pairs the respondent answered in; respondents with the same masks are counted
+    -- together (a few thousand combinations), and each cell counts the combinations whose mask
+    -- has its bit. Exact, like the fallback below. Bit np-1 / nt-1 stands for "no persona" /
+    -- "no touchpoint": those answers count in the rollups only.
+    v_np := cardinality(v_personas) + 1;
+    v_nt := cardinality(v_tps) + 1;
+    IF v_np * v_nt <= 63 THEN
+        WITH combos AS MATERIALIZED (SELECT * FROM jd__export_resp(f, v_personas, v_tps)),
+        pl AS (SELECT i - 1 AS pi, v_personas[i] AS pid FROM generate_subscripts(v_personas, 1) i),
+        tl AS (SELECT i - 1 AS ti, v_tps[i] AS tid FROM generate_subscripts(v_tps, 1) i),
+        counts AS (
+            SELECT jd__cell_key(true, NULL, c.stage_id, true, NULL) AS k, sum(c.c) AS n
+              FROM combos c GROUP BY c.stage_id
+            UNION ALL
+            SELECT jd__cell_key(false, pl.pid, c.stage_id, true, NULL), sum(c.c)
+              FROM combos c JOIN pl ON c.pm & (1::bigint << pl.pi) <> 0 GROUP BY pl.pid, c.stage_id
+            UNION ALL
+            SELECT jd__cell_key(true, NULL, c.stage_id, false, tl.tid), sum(c.c)
+              FROM combos c JOIN tl ON c.tm & (1::bigint << tl.ti) <> 0 GROUP BY tl.tid, c.stage_id
+            UNION ALL
+            SELECT jd__cell_key(false, pl.pid, c.stage_id, false, tl.tid), sum(c.c)
+              FROM combos c CROSS JOIN pl JOIN tl ON c.ptm & (1::bigint << (pl.pi * v_nt + tl.ti)) <> 0
+             GROUP BY pl.pid, tl.tid, c.stage_id
+        )
+        SELECT coalesce(jsonb_object_agg(k, n), '{}') INTO v_resp FROM counts;
+    ELSE
+        SELECT coalesce(jsonb_object_agg(x.k, x.resp), '{}') INTO v_resp FROM (
+            SELECT jd__cell_key(GROUPING(a.persona_id) = 1, a.persona_id, a.stage_id,
+                                GROUPING(a.touchpoint_id) = 1, a.touchpoint_id) AS k,
+                   count(DISTINCT a.respondent_id) AS resp
+              FROM answers a
+             WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.stage_id IS NOT NULL
+               AND (f.persona_id IS NULL OR a.persona_id = f.persona_id)
+               AND (f.t_from IS NULL OR a.created_at >= f.t_from)
+               AND (f.t_to IS NULL OR a.created_at < f.t_to)
+               AND a.source = ANY (f.sources)
+             GROUP BY GROUPING SETS ((a.persona_id, a.stage_id, a.touchpoint_id), (a.persona_id, a.stage_id),
+                                     (a.stage_id, a.touchpoint_id), (a.stage_id))
+        ) x;
+    END IF;
+
+    WITH ex AS MATERIALIZED (SELECT * FROM jd__export_extras(f, v_actq)),   -- one scan for obstacles, actions, quotes
     stats AS (
         SELECT e.key AS k, (e.value ->> 'n')::bigint AS n, (e.value ->> 'en')::bigint AS en,
                (e.value ->> 'es')::numeric AS es, (e.value ->> 'ess')::numeric AS ess,
@@ -411,14 +531,17 @@ BEGIN
           FROM jsonb_each(v_stats) e
     ),
     resp AS (SELECT e.key AS k, (e.value #>> '{}')::bigint AS resp FROM jsonb_each(v_resp) e),
-    obs AS (
-        SELECT jd__cell_key(GROUPING(ex.persona_id) = 1, ex.persona_id, ex.stage_id,
-                            GROUPING(ex.touchpoint_id) = 1, ex.touchpoint_id) AS k,
-               o.oid, count(*) AS c
-          FROM ex CROSS JOIN LATERAL unnest(ex.obstacle_ids) o(oid)
-         WHERE ex.obstacle_ids <> '{}'
-         GROUP BY GROUPING SETS ((ex.persona_id, ex.stage_id, ex.touchpoint_id, o.oid), (ex.persona_id, ex.stage_id, o.oid),
-                                 (ex.stage_id, ex.touchpoint_id, o.oid), (ex.stage_id, o.oid))
+    obs AS (   -- per finest cell first (one hash table), then the four levels over those rows
+        SELECT jd__cell_key(GROUPING(o0.persona_id) = 1, o0.persona_id, o0.stage_id,
+                            GROUPING(o0.touchpoint_id) = 1, o0.touchpoint_id) AS k,
+               o0.oid, sum(o0.c)::bigint AS c
+          FROM (SELECT ex.persona_id, ex.stage_id, ex.touchpoint_id, o.oid, count(*) AS c
+                  FROM ex CROSS JOIN LATERAL unnest(ex.obstacle_ids) o(oid)
+                 WHERE ex.obstacle_ids <> '{}'
+                 GROUP BY 1, 2, 3, 4) o0
+         GROUP BY GROUPING SETS ((o0.persona_id, o0.stage_id, o0.touchpoint_id, o0.oid),
+                                 (o0.persona_id, o0.stage_id, o0.oid),
+                                 (o0.stage_id, o0.touchpoint_id, o0.oid), (o0.stage_id, o0.oid))
     ),
     obs_top AS (
         SELECT o.k, jsonb_agg(jsonb_build_object('id', o.oid, 'slug', ob.slug, 'name', ob.name,
@@ -463,15 +586,20 @@ BEGIN
          GROUP BY k
     ),
     qa AS (   -- quotable answers: not erased, consented where the site asks for consent
+        -- (anti-joins against the few erased respondents and unconsented sessions; on an opt-in
+        -- site a survey or chat quote needs a session that consented)
         SELECT ex.id, ex.persona_id, ex.stage_id, ex.touchpoint_id, ex.source, ex.created_at, ex.txt
           FROM ex
-          LEFT JOIN respondents r ON r.site_id = ex.site_id AND r.id = ex.respondent_id
-          LEFT JOIN sessions se ON se.id = ex.session_id
          WHERE ex.txt IS NOT NULL
-           AND r.erased_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM respondents r
+                            WHERE r.site_id = f.site_id AND r.id = ex.respondent_id
+                              AND r.erased_at IS NOT NULL)
            AND (ex.source = 'interview'
-                OR NOT ((st.consent_mode = 'opt-in' OR se.consent_mode = 'opt-in')
-                        AND NOT coalesce(se.consent, false)))
+                OR CASE WHEN st.consent_mode = 'opt-in'
+                        THEN EXISTS (SELECT 1 FROM sessions se WHERE se.id = ex.session_id AND se.consent)
+                        ELSE NOT EXISTS (SELECT 1 FROM sessions se
+                                          WHERE se.id = ex.session_id AND se.consent_mode = 'opt-in'
+                                            AND NOT se.consent) END)
     ),
     q0 AS (   -- the best quotes of each finest cell; a rollup's best are among its parts' best
         SELECT * FROM (
@@ -557,34 +685,13 @@ BEGIN
                lead(s.id) OVER (ORDER BY s.position, s.id) AS next_id
           FROM stages s WHERE s.map_id = f.map_id
     ),
-    masks AS (
-        SELECT x.session_id, bit_or(1::bigint << (array_position(v_stages, x.stage_id) - 1)) AS mask FROM (
-            SELECT t.session_id, t.stage_id FROM touch_events t
-             WHERE t.site_id = f.site_id AND t.stage_id = ANY (v_stages)
-               AND (f.t_from IS NULL OR t.created_at >= f.t_from)
-               AND (f.t_to IS NULL OR t.created_at < f.t_to)
-            UNION ALL
-            SELECT a.session_id, a.stage_id FROM answers a
-             WHERE a.map_id = f.map_id AND a.site_id = f.site_id AND a.session_id IS NOT NULL
-               AND a.stage_id = ANY (v_stages)
-               AND (f.t_from IS NULL OR a.created_at >= f.t_from)
-               AND (f.t_to IS NULL OR a.created_at < f.t_to)
-               AND a.source = ANY (f.sources)) x
-         GROUP BY x.session_id
-    ),
-    sm AS (
-        SELECT mk.mask FROM masks mk JOIN sessions se ON se.id = mk.session_id
-         WHERE se.site_id = f.site_id
-           AND (f.persona_id IS NULL OR se.persona_id = f.persona_id)
-           AND (f.t_from IS NULL OR se.started_at >= f.t_from)
-           AND (f.t_to IS NULL OR se.started_at < f.t_to)
-    ),
-    total AS (SELECT count(*) AS n FROM sm),
+    sm AS (SELECT * FROM jd__export_masks(f, v_stages)),
+    total AS (SELECT coalesce(sum(c), 0)::bigint AS n FROM sm),
     per AS (
         SELECT o.id,
-               count(*) FILTER (WHERE sm.mask & (1::bigint << o.idx) <> 0) AS reached,
-               count(*) FILTER (WHERE sm.mask & (1::bigint << o.idx) <> 0 AND o.idx < 62
-                                  AND sm.mask & (1::bigint << (o.idx + 1)) <> 0) AS continued
+               coalesce(sum(sm.c) FILTER (WHERE sm.mask & (1::bigint << o.idx) <> 0), 0)::bigint AS reached,
+               coalesce(sum(sm.c) FILTER (WHERE sm.mask & (1::bigint << o.idx) <> 0 AND o.idx < 62
+                                            AND sm.mask & (1::bigint << (o.idx + 1)) <> 0), 0)::bigint AS continued
           FROM ord o CROSS JOIN sm
          GROUP BY o.id
     ),
