@@ -17,7 +17,7 @@
 --   Touches before purchase: r1 converts at 10:60 with 3 earlier touches, r6 at 11:02 with 1 ->
 --     2 converted, median 2, distribution {1: 1, 3: 1}.
 BEGIN;
-SELECT plan(51);
+SELECT plan(52);
 \i tests/export/fixture.sql
 
 CREATE TEMP TABLE doc AS SELECT jd_map_export(901, '{}') AS d;
@@ -106,5 +106,13 @@ SELECT is((SELECT c -> 'thin' FROM jsonb_array_elements(jd_map_export(901, '{"mi
             WHERE c ->> 'id' = 'pall-s921'), 'true', 'min_evidence 11 makes the 10-answer rollup thin');
 SELECT throws_ok($$SELECT jd_map_export(901, '{"persona":"nobody"}')$$, 'JD404', NULL, 'unknown persona is a 404');
 SELECT throws_ok($$SELECT jd_map_export(901, '{"sauce":"survey"}')$$, 'JD400', NULL, 'unknown filter is a 400');
+-- Distinct respondents: with more personas x touchpoints than a 63-bit mask holds, the export
+-- counts them with count(DISTINCT); both ways must agree on every cell.
+INSERT INTO touchpoints (map_id, slug, name, position)
+SELECT 901, 'extra-' || i, 'Extra ' || i, 100 + i FROM generate_series(1, 40) i;
+SELECT is((SELECT jsonb_object_agg(c ->> 'id', c -> 'respondents')
+             FROM jsonb_array_elements(jd_map_export(901, '{}') -> 'cells') c),
+          (SELECT jsonb_object_agg(id, c -> 'respondents') FROM cell),
+          'respondents: the count(DISTINCT) fallback agrees with the bit-mask count');
 SELECT * FROM finish();
 ROLLBACK;
