@@ -259,14 +259,30 @@ void jd_export_xml_text(jd_buf *out, const char *text)
     const unsigned char *p = (const unsigned char *)(text ? text : "");
     for (; *p; p++) {
         switch (*p) {
-        case '&': jd_buf_puts(out, "&amp;"); break;
-        case '<': jd_buf_puts(out, "&lt;"); break;
-        case '>': jd_buf_puts(out, "&gt;"); break;
-        case '"': jd_buf_puts(out, "&quot;"); break;
-        case '\'': jd_buf_puts(out, "&#39;"); break;
-        case '\n': jd_buf_puts(out, "&#10;"); break;
-        case '\r': jd_buf_puts(out, "&#13;"); break;
-        case '\t': jd_buf_puts(out, "&#9;"); break;
+        case '&':
+            jd_buf_puts(out, "&amp;");
+            break;
+        case '<':
+            jd_buf_puts(out, "&lt;");
+            break;
+        case '>':
+            jd_buf_puts(out, "&gt;");
+            break;
+        case '"':
+            jd_buf_puts(out, "&quot;");
+            break;
+        case '\'':
+            jd_buf_puts(out, "&#39;");
+            break;
+        case '\n':
+            jd_buf_puts(out, "&#10;");
+            break;
+        case '\r':
+            jd_buf_puts(out, "&#13;");
+            break;
+        case '\t':
+            jd_buf_puts(out, "&#9;");
+            break;
         default:
             if (*p < 0x20 || *p == 0x7f)
                 break; /* not allowed in XML 1.0: dropped */
@@ -291,8 +307,8 @@ void jd_export_mermaid_text(jd_buf *out, const char *text, bool actor)
     while (*t == ' ' || *t == '\t' || *t == '\r' || *t == '\n')
         t++;
     size_t len = strlen(t);
-    while (len > 0 && (t[len - 1] == ' ' || t[len - 1] == '\t' || t[len - 1] == '\r' ||
-                       t[len - 1] == '\n'))
+    while (len > 0 &&
+           (t[len - 1] == ' ' || t[len - 1] == '\t' || t[len - 1] == '\r' || t[len - 1] == '\n'))
         len--;
     if (len == 0) {
         jd_buf_puts(out, "#45;"); /* "-": an empty name would not parse */
@@ -520,9 +536,10 @@ static bool render_csv_long(const model *m, const char *persona, jd_buf *out, ch
     bool ok = false;
     if (!pick_views(m, persona, true, &views, &nv, err, err_len))
         goto fail;
-    jd_buf_puts(out, "cell_id,persona,persona_name,stage,stage_name,touchpoint,touchpoint_name,"
-                     "lane,level,text,n,respondents,thin,emotion_n,emotion_mean,emotion_sd,"
-                     "ci95_low,ci95_high,dist_1,dist_2,dist_3,dist_4,dist_5,goal_rate,evidence\r\n");
+    jd_buf_puts(out,
+                "cell_id,persona,persona_name,stage,stage_name,touchpoint,touchpoint_name,"
+                "lane,level,text,n,respondents,thin,emotion_n,emotion_mean,emotion_sd,"
+                "ci95_low,ci95_high,dist_1,dist_2,dist_3,dist_4,dist_5,goal_rate,evidence\r\n");
     for (vi = 0; vi < nv; vi++) {
         const json_t *stage;
         json_array_foreach(m->stages, si, stage)
@@ -587,9 +604,10 @@ fail:
 static bool render_csv_grid(const model *m, const char *persona, jd_buf *out, char *err,
                             size_t err_len)
 {
-    static const char *const lanes[] = {"Touchpoints", "Actions",     "Thoughts",
-                                        "Emotion",     "Obstacles",   "Goal reached",
-                                        "Reached by",  "Drop-off to next stage", "Resources"};
+    static const char *const lanes[] = {
+        "Touchpoints", "Actions",      "Thoughts",   "Emotion",
+        "Obstacles",   "Goal reached", "Reached by", "Drop-off to next stage",
+        "Resources"};
     view *views = NULL;
     size_t nv = 0, si, ti;
     const json_t *stage;
@@ -632,8 +650,12 @@ static bool render_csv_grid(const model *m, const char *persona, jd_buf *out, ch
                 }
                 break;
             }
-            case 1: list_summary(&text, cell, "actions", "\n"); break;
-            case 2: list_summary(&text, cell, "quotes", "\n"); break;
+            case 1:
+                list_summary(&text, cell, "actions", "\n");
+                break;
+            case 2:
+                list_summary(&text, cell, "quotes", "\n");
+                break;
             case 3:
                 if (cell) {
                     emotion_summary(&text, cell);
@@ -641,7 +663,9 @@ static bool render_csv_grid(const model *m, const char *persona, jd_buf *out, ch
                         jd_buf_puts(&text, " [thin]");
                 }
                 break;
-            case 4: list_summary(&text, cell, "obstacles", "\n"); break;
+            case 4:
+                list_summary(&text, cell, "obstacles", "\n");
+                break;
             case 5:
                 if (jnum(json_object_get(cell, "goal"), "rate", &d))
                     jd_buf_printf(&text, "%s of %lld", fmt_pct(a, d),
@@ -656,7 +680,9 @@ static bool render_csv_grid(const model *m, const char *persona, jd_buf *out, ch
                 if (jnum(sm, "drop_off", &d))
                     jd_buf_puts(&text, fmt_pct(a, d));
                 break;
-            default: resources_summary(&text, m, sid, "\n"); break;
+            default:
+                resources_summary(&text, m, sid, "\n");
+                break;
             }
             jd_buf_puts(out, ",");
             csv_text(out, &text);
@@ -804,7 +830,7 @@ static void dx_vertex(jd_buf *out, const char *id, const char *label, const char
 
 static void dx_page(jd_buf *out, const model *m, const view *v, int page)
 {
-    static const char *const lanes[] = {"Touchpoints", "Actions", "Thoughts", "Emotion",
+    static const char *const lanes[] = {"Touchpoints", "Actions",      "Thoughts", "Emotion",
                                         "Obstacles",   "Goal & reach", "Resources"};
     size_t ns = json_array_size(m->stages), si, ti, ntp_max = 1;
     const json_t *stage, *tp;
@@ -903,14 +929,20 @@ static void dx_page(jd_buf *out, const model *m, const view *v, int page)
             char a[FMT_NUM];
             const json_t *sm = stage_metric(m, sid);
             switch (li) {
-            case 1: list_summary(&label, cell, "actions", "\n"); break;
-            case 2: list_summary(&label, cell, "quotes", "\n"); break;
+            case 1:
+                list_summary(&label, cell, "actions", "\n");
+                break;
+            case 2:
+                list_summary(&label, cell, "quotes", "\n");
+                break;
             case 3:
                 emotion_summary(&label, cell);
                 if (thin)
                     jd_buf_printf(&label, "\nthin evidence (n=%lld)", (long long)jint(cell, "n"));
                 break;
-            case 4: list_summary(&label, cell, "obstacles", "\n"); break;
+            case 4:
+                list_summary(&label, cell, "obstacles", "\n");
+                break;
             case 5:
                 if (jnum(json_object_get(cell, "goal"), "rate", &d))
                     jd_buf_printf(&label, "goal reached: %s\n", fmt_pct(a, d));
@@ -919,7 +951,9 @@ static void dx_page(jd_buf *out, const model *m, const view *v, int page)
                 if (jnum(sm, "drop_off", &d))
                     jd_buf_printf(&label, "drop-off to next: %s", fmt_pct(a, d));
                 break;
-            default: resources_summary(&label, m, sid, "\n"); break;
+            default:
+                resources_summary(&label, m, sid, "\n");
+                break;
             }
             jd_buf_append(&label, "", 1);
             snprintf(id, sizeof(id), "%s-s%lld-lane%d", pfx, (long long)sid, li);
@@ -953,7 +987,8 @@ static bool render_drawio(const model *m, const char *persona, jd_buf *out, char
     return true;
 }
 
-/* ---- HTML -------------------------------------------------------------------------------------- */
+/* ---- HTML --------------------------------------------------------------------------------------
+ */
 
 #define HT_COL_W 230
 #define HT_CURVE_H 150
@@ -1071,8 +1106,9 @@ static void html_curve(jd_buf *out, const model *m, const view *v)
         jd_buf_append(&text, "", 1);
         html_text(out, jd_buf_ok(&text) ? text.data : "");
         jd_buf_free(&text);
-        jd_buf_printf(out, "%s</title></circle><text x=\"%s\" y=\"%d\" font-size=\"12\" "
-                           "text-anchor=\"middle\" fill=\"#1f2328\">%s</text>",
+        jd_buf_printf(out,
+                      "%s</title></circle><text x=\"%s\" y=\"%d\" font-size=\"12\" "
+                      "text-anchor=\"middle\" fill=\"#1f2328\">%s</text>",
                       thin ? " (thin evidence)" : "", fmt_num(b, x, 1), Y(mean) - 10,
                       fmt_num(a, mean, 2));
     }
@@ -1210,9 +1246,10 @@ static void html_view(jd_buf *out, const model *m, const view *v)
         jd_buf_puts(out, "</div>");
     }
     /* emotion curve */
-    jd_buf_printf(out, "<div class=\"lane\">Emotion<br><small class=\"muted\">mean, 95%% CI "
-                       "band; hollow = thin</small></div><div class=\"curve\" "
-                       "style=\"grid-column:span %zu\">",
+    jd_buf_printf(out,
+                  "<div class=\"lane\">Emotion<br><small class=\"muted\">mean, 95%% CI "
+                  "band; hollow = thin</small></div><div class=\"curve\" "
+                  "style=\"grid-column:span %zu\">",
                   ns);
     html_curve(out, m, v);
     jd_buf_puts(out, "</div>");
@@ -1245,7 +1282,9 @@ static void html_view(jd_buf *out, const model *m, const view *v)
             jd_buf_printf(out, " <span class=\"muted\">%lld · %s</span>",
                           (long long)jint(it, "count"), fmt_pct(a, share));
             jd_buf_printf(out, "<div class=\"bar\" style=\"width:%d%%\"></div>",
-                          (int)lround(share < 0 ? 0 : share > 1 ? 100 : share * 100));
+                          (int)lround(share < 0   ? 0
+                                      : share > 1 ? 100
+                                                  : share * 100));
         }
         jd_buf_puts(out, "</div>");
     }
@@ -1277,8 +1316,7 @@ static void html_view(jd_buf *out, const model *m, const view *v)
     jd_buf_puts(out, "</div></section>\n");
 }
 
-static bool render_html(const model *m, const char *persona, jd_buf *out, char *err,
-                        size_t err_len)
+static bool render_html(const model *m, const char *persona, jd_buf *out, char *err, size_t err_len)
 {
     view *views = NULL;
     size_t nv = 0;
@@ -1368,12 +1406,24 @@ bool jd_export_render(const char *format, const json_t *doc, const char *persona
     if (!model_init(&m, doc, err, err_len))
         return false;
     switch (f) {
-    case 0: ok = render_json(&m, out, err, err_len); break;
-    case 1: ok = render_csv_long(&m, persona, out, err, err_len); break;
-    case 2: ok = render_csv_grid(&m, persona, out, err, err_len); break;
-    case 3: ok = render_mermaid(&m, persona, out, err, err_len); break;
-    case 4: ok = render_drawio(&m, persona, out, err, err_len); break;
-    default: ok = render_html(&m, persona, out, err, err_len); break;
+    case 0:
+        ok = render_json(&m, out, err, err_len);
+        break;
+    case 1:
+        ok = render_csv_long(&m, persona, out, err, err_len);
+        break;
+    case 2:
+        ok = render_csv_grid(&m, persona, out, err, err_len);
+        break;
+    case 3:
+        ok = render_mermaid(&m, persona, out, err, err_len);
+        break;
+    case 4:
+        ok = render_drawio(&m, persona, out, err, err_len);
+        break;
+    default:
+        ok = render_html(&m, persona, out, err, err_len);
+        break;
     }
     model_free(&m);
     if (ok && !jd_buf_ok(out)) {

@@ -28,8 +28,8 @@ const char *jd_export_extension(const char *format);
 
 /* Escapers, exported for the unit tests and for callers that build their own files. Each appends
  * the escaped text to out. */
-void jd_export_csv_field(jd_buf *out, const char *text);  /* RFC 4180 + formula-injection guard */
-void jd_export_xml_text(jd_buf *out, const char *text);   /* XML/HTML text and attribute values */
+void jd_export_csv_field(jd_buf *out, const char *text); /* RFC 4180 + formula-injection guard */
+void jd_export_xml_text(jd_buf *out, const char *text);  /* XML/HTML text and attribute values */
 void jd_export_mermaid_text(jd_buf *out, const char *text, bool actor); /* journey task/section */
 
 #endif

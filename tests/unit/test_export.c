@@ -44,7 +44,8 @@ static void test_csv_quoting_and_injection_guard(void **state)
     expect(jd_export_csv_field, "say \"hi\"", "\"say \"\"hi\"\"\"");
     expect(jd_export_csv_field, "two\nlines", "\"two\nlines\"");
     expect(jd_export_csv_field, "cr\rin", "\"cr\rin\"");
-    expect(jd_export_csv_field, "=HYPERLINK(\"http://x\",\"y\")", "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+    expect(jd_export_csv_field, "=HYPERLINK(\"http://x\",\"y\")",
+           "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
     expect(jd_export_csv_field, "+1 555", "\"'+1 555\"");
     expect(jd_export_csv_field, "-2+3", "\"'-2+3\"");
     expect(jd_export_csv_field, "@SUM(A1)", "\"'@SUM(A1)\"");
@@ -78,7 +79,8 @@ static void test_mermaid_escaping(void **state)
 static void test_xml_escaping(void **state)
 {
     (void)state;
-    expect(jd_export_xml_text, "<img src=x onerror=alert(1)>", "&lt;img src=x onerror=alert(1)&gt;");
+    expect(jd_export_xml_text, "<img src=x onerror=alert(1)>",
+           "&lt;img src=x onerror=alert(1)&gt;");
     expect(jd_export_xml_text, "a & \"b\" 'c'", "a &amp; &quot;b&quot; &#39;c&#39;");
     expect(jd_export_xml_text, "l1\nl2\tx", "l1&#10;l2&#9;x");
     expect(jd_export_xml_text, "bell\x07 esc\x1b", "bell esc");
@@ -90,33 +92,43 @@ static void test_xml_escaping(void **state)
 static const char doc_text[] =
     "{\"format\":\"journeyd.map/1\",\"generated_at\":\"2026-01-01T00:00:00Z\","
     "\"filters\":{\"min_evidence\":3},"
-    "\"map\":{\"id\":1,\"slug\":\"m\",\"name\":\"Map <script>alert(1)</script>\",\"goal\":\"g & h\"},"
-    "\"personas\":[{\"id\":7,\"slug\":\"p\",\"name\":\"title: Boss; #1\",\"description\":\"<i>d</i>\"}],"
+    "\"map\":{\"id\":1,\"slug\":\"m\",\"name\":\"Map <script>alert(1)</script>\",\"goal\":\"g & "
+    "h\"},"
+    "\"personas\":[{\"id\":7,\"slug\":\"p\",\"name\":\"title: Boss; "
+    "#1\",\"description\":\"<i>d</i>\"}],"
     "\"stages\":[{\"id\":10,\"slug\":\"s1\",\"name\":\"Look: around\"},"
     "{\"id\":11,\"slug\":\"s2\",\"name\":\"=cmd|' /C calc'!A0\"}],"
     "\"touchpoints\":[{\"id\":20,\"slug\":\"t\",\"name\":\"journey; #web: 5\",\"stages\":[10,11]}],"
-    "\"obstacles\":[],\"resources\":[{\"id\":1,\"stage_id\":10,\"kind\":\"process\",\"name\":\"<b>ops</b>\",\"owner\":\"\"}],"
-    "\"stage_metrics\":{\"sessions\":2,\"stages\":[{\"stage_id\":10,\"share_reached\":1,\"drop_off\":0.5},"
+    "\"obstacles\":[],\"resources\":[{\"id\":1,\"stage_id\":10,\"kind\":\"process\",\"name\":\"<b>"
+    "ops</b>\",\"owner\":\"\"}],"
+    "\"stage_metrics\":{\"sessions\":2,\"stages\":[{\"stage_id\":10,\"share_reached\":1,\"drop_"
+    "off\":0.5},"
     "{\"stage_id\":11,\"share_reached\":0.5,\"drop_off\":null}]},"
     "\"conversion\":{\"converted\":0,\"touches_median\":null,\"distribution\":[]},"
     "\"cells\":["
     "{\"id\":\"p7-s10\",\"n\":4,\"respondents\":4,\"thin\":false,"
-    " \"emotion\":{\"n\":4,\"mean\":3.5,\"sd\":1.29,\"ci95\":[1.45,5.55],\"distribution\":[0,1,1,1,1]},"
+    " \"emotion\":{\"n\":4,\"mean\":3.5,\"sd\":1.29,\"ci95\":[1.45,5.55],\"distribution\":[0,1,1,1,"
+    "1]},"
     " \"goal\":{\"n\":0,\"reached\":0,\"rate\":null},"
-    " \"obstacles\":[{\"id\":3,\"slug\":\"o\",\"name\":\"<img src=x onerror=alert(2)>\",\"count\":2,\"share\":0.5}],"
+    " \"obstacles\":[{\"id\":3,\"slug\":\"o\",\"name\":\"<img src=x "
+    "onerror=alert(2)>\",\"count\":2,\"share\":0.5}],"
     " \"actions\":[{\"text\":\"+SUM(1)\",\"count\":1}],"
-    " \"quotes\":[{\"text\":\"<img src=x onerror=alert(1)>\",\"evidence\":\"answer:5\",\"source\":\"survey\",\"at\":\"2026-01-01\"}],"
+    " \"quotes\":[{\"text\":\"<img src=x "
+    "onerror=alert(1)>\",\"evidence\":\"answer:5\",\"source\":\"survey\",\"at\":\"2026-01-01\"}],"
     " \"evidence\":[\"answer:5\",\"answer:6\"]},"
     "{\"id\":\"p7-s10-t20\",\"n\":4,\"respondents\":4,\"thin\":false,"
-    " \"emotion\":{\"n\":4,\"mean\":3.5,\"sd\":1.29,\"ci95\":[1.45,5.55],\"distribution\":[0,1,1,1,1]},"
+    " \"emotion\":{\"n\":4,\"mean\":3.5,\"sd\":1.29,\"ci95\":[1.45,5.55],\"distribution\":[0,1,1,1,"
+    "1]},"
     " \"goal\":{\"n\":0,\"reached\":0,\"rate\":null},\"obstacles\":[],\"actions\":[],\"quotes\":[],"
     " \"evidence\":[\"answer:5\"]},"
     "{\"id\":\"p7-s11\",\"n\":1,\"respondents\":1,\"thin\":true,"
     " \"emotion\":{\"n\":1,\"mean\":1.2,\"sd\":null,\"ci95\":null,\"distribution\":[1,0,0,0,0]},"
-    " \"goal\":{\"n\":1,\"reached\":1,\"rate\":1},\"obstacles\":[],\"actions\":[],\"quotes\":[],\"evidence\":[]},"
+    " \"goal\":{\"n\":1,\"reached\":1,\"rate\":1},\"obstacles\":[],\"actions\":[],\"quotes\":[],"
+    "\"evidence\":[]},"
     "{\"id\":\"p7-s11-t20\",\"n\":1,\"respondents\":1,\"thin\":true,"
     " \"emotion\":{\"n\":1,\"mean\":1.2,\"sd\":null,\"ci95\":null,\"distribution\":[1,0,0,0,0]},"
-    " \"goal\":{\"n\":1,\"reached\":1,\"rate\":1},\"obstacles\":[],\"actions\":[],\"quotes\":[],\"evidence\":[]}"
+    " \"goal\":{\"n\":1,\"reached\":1,\"rate\":1},\"obstacles\":[],\"actions\":[],\"quotes\":[],"
+    "\"evidence\":[]}"
     "]}";
 
 static char *render(const char *format, const char *persona, bool want_ok)
@@ -148,9 +160,11 @@ static void test_mermaid_file(void **state)
     char *m = render("mermaid", "p", true);
     assert_non_null(strstr(m, "title: \"Map <script>alert(1)</script>: title: Boss; #1\"\n"));
     assert_non_null(strstr(m, "\njourney\n    section Look#58; around\n"));
-    assert_non_null(strstr(m, "        #106;ourney#59; #35;web#58; 5: 4: #116;itle#58; Boss#59; #35;1\n"));
+    assert_non_null(
+        strstr(m, "        #106;ourney#59; #35;web#58; 5: 4: #116;itle#58; Boss#59; #35;1\n"));
     /* 1.2 rounds to score 1; the second section name keeps its '|' and '!' */
-    assert_non_null(strstr(m, "    section =cmd|' /C calc'!A0\n        #106;ourney#59; #35;web#58; 5: 1: "));
+    assert_non_null(
+        strstr(m, "    section =cmd|' /C calc'!A0\n        #106;ourney#59; #35;web#58; 5: 1: "));
     free(m);
     m = render("mermaid", NULL, true); /* the all view: no pall cells in this document */
     assert_null(strstr(m, ": 4: "));
