@@ -56,7 +56,9 @@ void jd_buf_append(jd_buf *buf, const void *data, size_t len)
 {
     if (!jd_buf_reserve(buf, len))
         return;
-    memcpy(buf->data + buf->len, data, len);
+    /* memcpy with a NULL source is undefined even for zero bytes (lws passes NULL, 0). */
+    if (len)
+        memcpy(buf->data + buf->len, data, len);
     buf->len += len;
     buf->data[buf->len] = '\0';
 }
