@@ -792,6 +792,12 @@ BEGIN
     RETURN doc;
 END $$;
 
+-- The name of the persona/stage/touchpoint with that id in a document (NULL when absent).
+CREATE FUNCTION jd__doc_name(p_doc jsonb, p_list text, p_id jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT e ->> 'name' FROM jsonb_array_elements(p_doc -> p_list) e WHERE e -> 'id' = p_id LIMIT 1
+$$;
+
 -- Compares two saved versions cell by cell (cells matched by their stable id). Per cell: n and
 -- respondents before/after, the emotion means, their difference, Welch's t, its degrees of
 -- freedom (Welch-Satterthwaite), two-sided p and "significant" (p < 0.05), and the obstacles that
@@ -835,6 +841,13 @@ BEGIN
     )
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'id', r.id,
+               'persona', CASE WHEN coalesce(r.b, r.a) -> 'persona_id' = 'null' THEN 'All personas'
+                               ELSE coalesce(jd__doc_name(d2, 'personas', coalesce(r.b, r.a) -> 'persona_id'),
+                                             jd__doc_name(d1, 'personas', coalesce(r.b, r.a) -> 'persona_id')) END,
+               'stage', coalesce(jd__doc_name(d2, 'stages', coalesce(r.b, r.a) -> 'stage_id'),
+                                 jd__doc_name(d1, 'stages', coalesce(r.b, r.a) -> 'stage_id')),
+               'touchpoint', coalesce(jd__doc_name(d2, 'touchpoints', coalesce(r.b, r.a) -> 'touchpoint_id'),
+                                      jd__doc_name(d1, 'touchpoints', coalesce(r.b, r.a) -> 'touchpoint_id')),
                'persona_id', coalesce(r.b, r.a) -> 'persona_id',
                'stage_id', coalesce(r.b, r.a) -> 'stage_id',
                'touchpoint_id', coalesce(r.b, r.a) -> 'touchpoint_id',
@@ -862,6 +875,7 @@ BEGIN
     RETURN jsonb_build_object(
         'format', 'journeyd.map-diff/1',
         'map_id', p_map_id,
+        'map_name', d2 #>> '{map,name}',
         'v1', jsonb_build_object('version', p_v1, 'created_at', d1 -> 'generated_at', 'filters', d1 -> 'filters'),
         'v2', jsonb_build_object('version', p_v2, 'created_at', d2 -> 'generated_at', 'filters', d2 -> 'filters'),
         'cells', cells);

@@ -1359,6 +1359,103 @@ static bool render_html(const model *m, const char *persona, jd_buf *out, char *
     return true;
 }
 
+/* ---- diff HTML (a jd_map_diff document) ------------------------------------------------------ */
+
+static void diff_obstacles(jd_buf *out, const json_t *list)
+{
+    size_t i;
+    const json_t *o;
+    if (json_array_size(list) == 0) {
+        jd_buf_puts(out, "<span class=\"muted\">none</span>");
+        return;
+    }
+    json_array_foreach(list, i, o)
+    {
+        jd_buf_puts(out, i ? ", " : "");
+        html_text(out, jstr(o, "name"));
+        jd_buf_printf(out, " <span class=\"muted\">(%lld)</span>", (long long)jint(o, "count"));
+    }
+}
+
+static bool render_diff_html(const json_t *doc, jd_buf *out, char *err, size_t err_len)
+{
+    const json_t *cells = json_object_get(doc, "cells"), *c;
+    size_t i, shown = 0;
+    char a[FMT_NUM], b[FMT_NUM];
+    if (!json_is_object(doc) || strcmp(jstr(doc, "format"), "journeyd.map-diff/1") != 0 ||
+        !json_is_array(cells)) {
+        set_err(err, err_len, "diff-html needs a journeyd.map-diff/1 document (jd_map_diff)");
+        return false;
+    }
+    jd_buf_puts(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                     "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+                     "style-src 'unsafe-inline'\"><title>");
+    html_text(out, jstr(doc, "map_name"));
+    jd_buf_puts(out, " · map diff</title><style>");
+    jd_buf_puts(out, html_css);
+    jd_buf_puts(out, "table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:4px "
+                     "8px;text-align:left;vertical-align:top}th{background:#f6f8fa}"
+                     ".up{color:#1a7f37}.down{color:#cf222e}.sig{font-weight:700}"
+                     "</style></head><body><h1>");
+    html_text(out, jstr(doc, "map_name"));
+    jd_buf_printf(out,
+                  ": version %lld → %lld</h1><p class=\"meta\">Emotion change tested with "
+                  "Welch's t (two-sided, significant when p &lt; 0.05). Cells whose n, "
+                  "emotion and obstacles did not change are left out.</p>",
+                  (long long)jint(json_object_get(doc, "v1"), "version"),
+                  (long long)jint(json_object_get(doc, "v2"), "version"));
+    jd_buf_puts(out, "<table><thead><tr><th>Persona</th><th>Stage</th><th>Touchpoint</th>"
+                     "<th>Answers</th><th>Emotion</th><th>Welch t (df), p</th>"
+                     "<th>New obstacles</th><th>Resolved obstacles</th></tr></thead><tbody>");
+    json_array_foreach(cells, i, c)
+    {
+        const json_t *n = json_object_get(c, "n"), *e = json_object_get(c, "emotion");
+        double d1 = 0, d2 = 0, ch = 0, t = 0, df = 0, pv = 0;
+        bool has1 = jnum(e, "v1", &d1), has2 = jnum(e, "v2", &d2);
+        bool moved = jint(n, "change") != 0 || (has1 != has2) ||
+                     (jnum(e, "change", &ch) && ch != 0.0) ||
+                     json_array_size(json_object_get(c, "obstacles_new")) > 0 ||
+                     json_array_size(json_object_get(c, "obstacles_resolved")) > 0;
+        if (!moved)
+            continue;
+        shown++;
+        jd_buf_puts(out, "<tr><td>");
+        html_text(out, jstr(c, "persona"));
+        jd_buf_puts(out, "</td><td>");
+        html_text(out, jstr(c, "stage"));
+        jd_buf_puts(out, "</td><td>");
+        html_text(out, json_is_string(json_object_get(c, "touchpoint")) ? jstr(c, "touchpoint")
+                                                                        : "(whole stage)");
+        jd_buf_printf(out, "</td><td>%lld → %lld</td><td>", (long long)jint(n, "v1"),
+                      (long long)jint(n, "v2"));
+        jd_buf_puts(out, has1 ? fmt_num(a, d1, 2) : "–");
+        jd_buf_puts(out, " → ");
+        jd_buf_puts(out, has2 ? fmt_num(b, d2, 2) : "–");
+        if (jnum(e, "change", &ch))
+            jd_buf_printf(out, " <span class=\"%s\">(%s%s)</span>", ch >= 0 ? "up" : "down",
+                          ch >= 0 ? "+" : "", fmt_num(a, ch, 2));
+        jd_buf_puts(out, "</td><td>");
+        if (jnum(e, "welch_t", &t) && jnum(e, "df", &df) && jnum(e, "p", &pv)) {
+            bool sig = json_is_true(json_object_get(e, "significant"));
+            jd_buf_printf(out, "<span%s>t = %s (%s), p = ", sig ? " class=\"sig\"" : "",
+                          fmt_num(a, t, 2), fmt_num(b, df, 1));
+            jd_buf_printf(out, "%s%s</span>", fmt_num(a, pv, 3), sig ? " · significant" : "");
+        } else {
+            jd_buf_puts(out, "<span class=\"muted\">too few answers</span>");
+        }
+        jd_buf_puts(out, "</td><td>");
+        diff_obstacles(out, json_object_get(c, "obstacles_new"));
+        jd_buf_puts(out, "</td><td>");
+        diff_obstacles(out, json_object_get(c, "obstacles_resolved"));
+        jd_buf_puts(out, "</td></tr>");
+    }
+    jd_buf_printf(out,
+                  "</tbody></table><p class=\"meta\">%zu of %zu cells changed.</p>"
+                  "</body></html>\n",
+                  shown, json_array_size(cells));
+    return true;
+}
+
 /* ---- entry points ---------------------------------------------------------------------------- */
 
 static const struct {
@@ -1370,6 +1467,7 @@ static const struct {
     {"mermaid", "text/vnd.mermaid; charset=utf-8", "mmd"},
     {"drawio", "application/vnd.jgraph.mxfile", "drawio"},
     {"html", "text/html; charset=utf-8", "html"},
+    {"diff-html", "text/html; charset=utf-8", "html"},
 };
 
 static int format_index(const char *format)
@@ -1399,9 +1497,18 @@ bool jd_export_render(const char *format, const json_t *doc, const char *persona
     bool ok = false;
     int f = format_index(format);
     if (f < 0) {
-        set_err(err, err_len, "unknown format \"%s\" (json, csv, csv-grid, mermaid, drawio, html)",
+        set_err(err, err_len,
+                "unknown format \"%s\" (json, csv, csv-grid, mermaid, drawio, html, diff-html)",
                 format ? format : "");
         return false;
+    }
+    if (f == 6) {
+        ok = render_diff_html(doc, out, err, err_len);
+        if (ok && !jd_buf_ok(out)) {
+            set_err(err, err_len, "out of memory");
+            ok = false;
+        }
+        return ok;
     }
     if (!model_init(&m, doc, err, err_len))
         return false;

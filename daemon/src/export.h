@@ -13,7 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Renders doc in format ("json", "csv", "csv-grid", "mermaid", "drawio", "html") and appends the
+/* Renders doc in format ("json", "csv", "csv-grid", "mermaid", "drawio", "html"; or "diff-html"
+ * for a journeyd.map-diff/1 document from jd_map_diff) and appends the
  * file to out. persona selects one persona by slug or id ("all" = the all-personas view); NULL
  * means every persona where the format holds several (CSV long, draw.io pages, HTML sections) and
  * the all-personas view where it holds one (CSV grid, Mermaid). "json" ignores persona. On failure

@@ -7,7 +7,8 @@
 //   (c) CSV read back by a strict RFC 4180 parser and compared with the document;
 //   (d) draw.io checked with xmllint: well formed, ids unique per page, cells 0 and 1, parents exist;
 //   (e) HTML opened in Chromium: no console errors, no network request, the XSS quote is text,
-//       and a quote's source shows on hover and on keyboard focus.
+//       and a quote's source shows on hover and on keyboard focus; the diff page between two
+//       snapshots likewise.
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -359,6 +360,47 @@ h.test('HTML: Chromium shows it with no console error and no request; the XSS qu
     const m = /\/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]/.exec(pdf.toString('latin1'));
     assert.ok(m, 'PDF has a MediaBox');
     assert.ok(Math.abs(Number(m[1]) - 1190.55) < 2 && Math.abs(Number(m[2]) - 841.89) < 2, `A3 landscape page: ${m[1]} x ${m[2]}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+h.test('diff-html: two snapshots, jd_map_diff, rendered and opened in Chromium', async () => {
+  await exportDoc();
+  const v1 = JSON.parse((await h.pg.query('SELECT jd_map_snapshot($1)::text AS d', [MAP])).rows[0].d).version;
+  await h.pg.query(`INSERT INTO answers (site_id, map_id, client_id, source, persona_id, stage_id, touchpoint_id, emotion, obstacle_ids)
+                    SELECT 901, 901, gen_random_uuid(), 'survey', 912, 921, 931, e, CASE WHEN e = 5 THEN '{941}'::bigint[] ELSE '{}' END
+                      FROM unnest(ARRAY[5, 5, 4, 5, 5, 4]) e`);
+  const v2 = JSON.parse((await h.pg.query('SELECT jd_map_snapshot($1)::text AS d', [MAP])).rows[0].d).version;
+  const diff = JSON.parse((await h.pg.query('SELECT jd_map_diff($1, $2, $3)::text AS d', [MAP, v1, v2])).rows[0].d);
+  const cell = diff.cells.find((c) => c.id === 'p912-s921-t931');
+  assert.equal(cell.n.change, 6);
+  assert.equal(cell.persona, HOSTILE.persona);
+  assert.equal(cell.emotion.significant, true, `B/look/web 1.5 -> 3.75 is significant: ${JSON.stringify(cell.emotion)}`);
+  assert.deepEqual(cell.obstacles_new.map((o) => o.slug), ['price']);
+  await assert.rejects(render('diff-html', await exportDoc()), /journeyd.map-diff\/1/);
+  const html = await render('diff-html', diff);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  try {
+    const page = await browser.newPage();
+    const problems = [];
+    const requests = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
+    });
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('request', (r) => requests.push(r.url()));
+    await page.setContent(html, { waitUntil: 'load' });
+    assert.deepEqual(problems, []);
+    assert.deepEqual(requests, []);
+    const row = page.locator('tr', { hasText: HOSTILE.tpWeb }).filter({ hasText: HOSTILE.persona });
+    assert.equal(await row.count(), 1);
+    assert.match(await row.textContent(), /2 → 8/);
+    assert.match(await row.textContent(), /significant/);
+    assert.equal(await page.locator('h1').textContent(), `Fixture map: "quotes" & <tags>: version ${v1} → ${v2}`);
   } finally {
     await browser.close();
   }

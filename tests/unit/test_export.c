@@ -234,6 +234,24 @@ static void test_errors(void **state)
     assert_false(jd_export_render("csv", bad, NULL, &out, err, sizeof(err)));
     assert_non_null(strstr(err, "journeyd.map/1"));
     json_decref(bad);
+    assert_null(render("diff-html", NULL, false)); /* a map document is not a diff */
+    json_t *diff =
+        json_loads("{\"format\":\"journeyd.map-diff/1\",\"map_name\":\"<b>m</b>\","
+                   "\"v1\":{\"version\":1},\"v2\":{\"version\":2},\"cells\":[{\"id\":\"p1-s2\","
+                   "\"persona\":\"<img src=x>\",\"stage\":\"s\",\"touchpoint\":null,"
+                   "\"n\":{\"v1\":1,\"v2\":3,\"change\":2},\"emotion\":{\"v1\":2,\"v2\":4,"
+                   "\"change\":2,\"welch_t\":3.1,\"df\":2.5,\"p\":0.04,\"significant\":true},"
+                   "\"obstacles_new\":[],\"obstacles_resolved\":[]}]}",
+                   0, NULL);
+    assert_non_null(diff);
+    jd_buf_reset(&out);
+    assert_true(jd_export_render("diff-html", diff, NULL, &out, err, sizeof(err)));
+    jd_buf_append(&out, "", 1);
+    assert_non_null(strstr(out.data, "&lt;img src=x&gt;"));
+    assert_non_null(strstr(out.data, "&lt;b&gt;m&lt;/b&gt;: version 1 → 2"));
+    assert_non_null(strstr(out.data, "p = 0.04 · significant"));
+    assert_null(strstr(out.data, "<img"));
+    json_decref(diff);
     jd_buf_free(&out);
     assert_string_equal(jd_export_extension("mermaid"), "mmd");
     assert_null(jd_export_content_type("pdf"));
