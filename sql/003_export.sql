@@ -150,7 +150,7 @@ END $$;
 
 -- Validates the filters object: {"persona": id|slug|"all"|null, "from", "to": date or timestamp
 -- (to exclusive), "site": id|key, "source": "survey"|"chat"|"interview" or an array of them,
--- "min_evidence": 1.., "top": 1..50, "quotes": 0..20, "evidence": 0..1000,
+-- "min_evidence": 1.., "top": 1..50, "quotes": 0..20, "evidence": 0..20,
 -- "conversion_stage": id|slug}. Unknown keys are refused so a typo never exports unfiltered data.
 CREATE FUNCTION jd_export_filters(p_map_id bigint, p_filters jsonb DEFAULT '{}')
 RETURNS jd_export_filter LANGUAGE plpgsql STABLE AS $$
@@ -215,7 +215,7 @@ BEGIN
     f.min_evidence := jd__export_int(p_filters -> 'min_evidence', 'min_evidence', m.min_evidence, 1, 1000000);
     f.top_n := jd__export_int(p_filters -> 'top', 'top', 5, 1, 50);
     f.quotes_n := jd__export_int(p_filters -> 'quotes', 'quotes', 3, 0, 20);
-    f.evidence_n := jd__export_int(p_filters -> 'evidence', 'evidence', 20, 0, 1000);
+    f.evidence_n := jd__export_int(p_filters -> 'evidence', 'evidence', 20, 0, 20);
     v := p_filters -> 'conversion_stage';
     IF v IS NOT NULL AND jsonb_typeof(v) <> 'null' THEN
         f.conversion_stage := jd__export_ref('stages', m.id, v, 'conversion_stage');
