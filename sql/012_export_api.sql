@@ -7,7 +7,7 @@
 
 CREATE FUNCTION jd__export_query_filters(q jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     -- Query values are strings; numeric filters are converted, rendering options dropped.
-    SELECT coalesce(jsonb_object_agg(k, CASE WHEN k IN ('min_evidence', 'top', 'quotes', 'conversion_stage')
+    SELECT coalesce(jsonb_object_agg(k, CASE WHEN k IN ('min_evidence', 'top', 'quotes', 'evidence', 'conversion_stage')
                                                    AND v ~ '^[0-9]+$' THEN to_jsonb(v::bigint)
                                               ELSE to_jsonb(v) END), '{}')
     FROM jsonb_each_text(q) AS e(k, v)

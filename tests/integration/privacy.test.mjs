@@ -245,3 +245,29 @@ h.test('TLS: https and wss with a verifying client, HSTS header', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+h.test('saved map versions keep their aggregates but lose the quotes of erased and purged answers', async () => {
+  const d = await h.daemon();
+  const respondent = uuid();
+  const { client } = await d.hello({ hello: { respondent, persona: 'budget-parent' } });
+  const quote = `A quote that must disappear ${uuid()}`;
+  const keep = `A quote that stays ${uuid()}`;
+  const f = await h.answerFrame('product-pulse', 'thoughts', quote);
+  assert.equal((await ackOrError(client, f)).type, 'ack');
+  const other = await d.hello({ hello: { persona: 'budget-parent' } });
+  const g = await h.answerFrame('product-pulse', 'thoughts', keep);
+  assert.equal((await ackOrError(other.client, g)).type, 'ack');
+  const { rows: [{ site_id, map_id }] } = await h.pg.query(
+    'SELECT s.id AS site_id, m.id AS map_id FROM sites s JOIN maps m ON m.site_id = s.id WHERE s.key = $1', [SITE_KEY]);
+  const { rows: [snap] } = await h.pg.query("SELECT jd_map_snapshot($1, '{\"quotes\": 20}') AS doc", [map_id]);
+  const version = snap.doc.version;
+  const before = JSON.stringify(snap.doc);
+  assert.ok(before.includes(quote) && before.includes(keep), 'both quotes in the saved version');
+  await h.pg.query('SELECT jd_erase($1, $2)', [site_id, respondent]);
+  const { rows: [after] } = await h.pg.query('SELECT document FROM map_versions WHERE map_id = $1 AND version = $2', [map_id, version]);
+  const text = JSON.stringify(after.document);
+  assert.ok(!text.includes(quote), 'the erased respondent\'s quote is gone from the saved version');
+  assert.ok(text.includes(keep), 'other quotes stay');
+  const n = (doc) => doc.cells.reduce((s, c) => s + c.n, 0);
+  assert.equal(n(after.document), n(snap.doc), 'aggregates are unchanged');
+});
