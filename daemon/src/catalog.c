@@ -3,6 +3,7 @@
  * jansson tree is kept as the backing store; small sorted arrays index it for O(log n) lookups. */
 #include "catalog.h"
 
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,13 @@ static int compare_questions(const void *a, const void *b)
 
 static void free_site(jd_catalog_site *site)
 {
+    for (size_t i = 0; i < site->n_rules; i++) {
+        if (site->rules[i].regex) {
+            regfree(site->rules[i].regex);
+            free(site->rules[i].regex);
+        }
+    }
+    free(site->rules);
     free(site->origins);
     free(site->maps);
     free(site->questions);
@@ -133,6 +141,44 @@ static bool parse_site(json_t *js, jd_catalog_site *site, char *err, size_t err_
                    : strcmp(redact, "export") == 0 ? JD_REDACT_EXPORT
                                                    : JD_REDACT_OFF;
     site->store_ip = json_is_true(json_object_get(js, "store_ip"));
+
+    static const char *const kinds[] = {"url", "referrer", "utm", "persona_attribute", "screener"};
+    json_t *rules = json_object_get(js, "rules");
+    site->rules = calloc(json_array_size(rules) + 1, sizeof(*site->rules));
+    if (!site->rules)
+        goto fail_oom;
+    size_t ri;
+    json_t *jr;
+    json_array_foreach(rules, ri, jr)
+    {
+        const char *kind = json_string_value(json_object_get(jr, "kind"));
+        jd_catalog_rule *r = &site->rules[site->n_rules];
+        int k = -1;
+        for (int i = 0; kind && i < 5; i++)
+            if (strcmp(kind, kinds[i]) == 0)
+                k = i;
+        if (k < 0)
+            continue; /* a kind this build does not know: skip, never fail the catalog */
+        r->kind = (jd_rule_kind)k;
+        r->match = json_object_get(jr, "match");
+        r->op = json_string_value(json_object_get(r->match, "op"));
+        if (!r->op)
+            r->op = "contains";
+        r->pattern = json_string_value(json_object_get(r->match, "pattern"));
+        r->stage = json_string_value(json_object_get(jr, "stage"));
+        r->touchpoint = json_string_value(json_object_get(jr, "touchpoint"));
+        r->persona = json_string_value(json_object_get(jr, "persona"));
+        r->question_id = json_integer_value(json_object_get(jr, "question_id"));
+        if (strcmp(r->op, "regex") == 0 && r->pattern) {
+            regex_t *re = malloc(sizeof(*re));
+            if (!re || regcomp(re, r->pattern, REG_EXTENDED | REG_NOSUB | REG_ICASE) != 0) {
+                free(re);
+                continue; /* PostgreSQL accepted it but POSIX cannot compile it: skip the rule */
+            }
+            r->regex = re;
+        }
+        site->n_rules++;
+    }
     site->identity_secret = json_string_value(json_object_get(js, "identity_secret"));
 
     for (size_t i = 0; i < site->n_maps; i++) {
@@ -267,6 +313,26 @@ int64_t jd_catalog_slug(const jd_catalog_map *map, jd_slug_kind kind, const char
     if (!map || !slug || kind >= JD_SLUG_KIND_COUNT)
         return 0;
     return json_integer_value(json_object_get(map->slugs[kind], slug));
+}
+
+bool jd_catalog_rule_matches_text(const jd_catalog_rule *r, const char *text)
+{
+    if (!text || !r->pattern)
+        return false;
+    size_t tl = strlen(text), pl = strlen(r->pattern);
+    if (strcmp(r->op, "exact") == 0)
+        return strcmp(text, r->pattern) == 0;
+    if (strcmp(r->op, "contains") == 0)
+        return strstr(text, r->pattern) != NULL;
+    if (strcmp(r->op, "not_contains") == 0)
+        return strstr(text, r->pattern) == NULL;
+    if (strcmp(r->op, "starts_with") == 0)
+        return strncmp(text, r->pattern, pl) == 0;
+    if (strcmp(r->op, "ends_with") == 0)
+        return tl >= pl && strcmp(text + tl - pl, r->pattern) == 0;
+    if (strcmp(r->op, "regex") == 0 && r->regex)
+        return regexec(r->regex, text, 0, NULL, 0) == 0;
+    return false;
 }
 
 bool jd_catalog_origin_allowed(const jd_catalog_site *site, const char *origin)

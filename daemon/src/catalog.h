@@ -49,6 +49,28 @@ typedef struct jd_catalog_question {
     json_t *options; /* borrowed from the snapshot: array of {"value":..} or NULL */
 } jd_catalog_question;
 
+typedef enum {
+    JD_RULE_URL = 0,          /* page URL -> stage and/or touchpoint */
+    JD_RULE_REFERRER,         /* referrer -> touchpoint */
+    JD_RULE_UTM,              /* UTM parameters -> touchpoint */
+    JD_RULE_PERSONA_ATTRIBUTE, /* an attribute the host page passes -> persona */
+    JD_RULE_SCREENER,         /* an answer to a screener question -> persona */
+} jd_rule_kind;
+
+/* A site's tagging rule, in the order the site set (position). Strings are borrowed from the
+ * snapshot; slugs are NULL when the rule does not set that dimension. */
+typedef struct jd_catalog_rule {
+    jd_rule_kind kind;
+    json_t *match;          /* the rule's match object */
+    const char *op;         /* url/referrer: exact, contains, not_contains, starts_with, ends_with, regex */
+    const char *pattern;    /* url/referrer */
+    void *regex;            /* compiled regex_t for op regex, owned by the snapshot */
+    const char *stage;      /* slugs set by the rule */
+    const char *touchpoint;
+    const char *persona;
+    int64_t question_id;    /* screener: the question whose answer is matched */
+} jd_catalog_rule;
+
 typedef struct jd_catalog_map {
     int64_t id;
     json_t *slugs[JD_SLUG_KIND_COUNT]; /* borrowed: objects slug -> id */
@@ -69,6 +91,8 @@ typedef struct jd_catalog_site {
     size_t n_maps;
     jd_catalog_question *questions; /* sorted by id */
     size_t n_questions;
+    jd_catalog_rule *rules;
+    size_t n_rules;
     char **survey_frames; /* pre-encoded {"type":"survey",...} frames, owned by the snapshot */
     size_t *survey_frame_lens;
     size_t n_surveys;
@@ -108,5 +132,8 @@ int64_t jd_catalog_slug(const jd_catalog_map *map, jd_slug_kind kind, const char
 bool jd_catalog_origin_allowed(const jd_catalog_site *site, const char *origin);
 
 const char *jd_catalog_consent_name(jd_consent_mode mode);
+
+/* True when text matches a url/referrer rule's op and pattern. NULL text never matches. */
+bool jd_catalog_rule_matches_text(const jd_catalog_rule *rule, const char *text);
 
 #endif

@@ -252,6 +252,86 @@ static const char *maybe_redact(const jd_catalog_site *site, const char *text, j
     return scratch->data ? scratch->data : "";
 }
 
+/* The first rule of each kind that matches and names a slug of this map wins; a hint the
+ * client sent itself is never overridden (callers only use these when theirs is NULL). */
+static void keep_first(const jd_catalog_map *map, jd_slug_kind kind, const char *slug,
+                       const char **out)
+{
+    if (!*out && slug && jd_catalog_slug(map, kind, slug))
+        *out = slug;
+}
+
+static bool utm_matches(json_t *match, json_t *utm)
+{
+    const char *key;
+    json_t *want;
+    if (!json_object_size(match))
+        return false;
+    json_object_foreach(match, key, want)
+    {
+        const char *have = json_string_value(json_object_get(utm, key));
+        if (!have || !json_is_string(want) || strcasecmp(have, json_string_value(want)) != 0)
+            return false;
+    }
+    return true;
+}
+
+static bool attribute_matches(json_t *match, json_t *attributes)
+{
+    const char *name = json_string_value(json_object_get(match, "attribute"));
+    json_t *want = json_object_get(match, "value"), *have = name ? json_object_get(attributes, name) : NULL;
+    if (!have || !want)
+        return false;
+    if (json_equal(have, want))
+        return true;
+    /* Host pages pass attributes as they have them: "3" and 3 are the same answer. */
+    char a[64], b[64];
+    const char *ha = json_is_string(have) ? json_string_value(have) : NULL;
+    const char *wb = json_is_string(want) ? json_string_value(want) : NULL;
+    if (!ha && json_is_integer(have)) {
+        snprintf(a, sizeof(a), "%lld", (long long)json_integer_value(have));
+        ha = a;
+    }
+    if (!wb && json_is_integer(want)) {
+        snprintf(b, sizeof(b), "%lld", (long long)json_integer_value(want));
+        wb = b;
+    }
+    return ha && wb && strcmp(ha, wb) == 0;
+}
+
+/* Applies the site's url, referrer, utm and persona-attribute rules to a page context. */
+static void apply_page_rules(const jd_catalog_site *site, const jd_catalog_map *map,
+                             const char *url, const char *referrer, json_t *utm,
+                             json_t *attributes, const char **stage, const char **touchpoint,
+                             const char **persona)
+{
+    for (size_t i = 0; map && i < site->n_rules; i++) {
+        const jd_catalog_rule *r = &site->rules[i];
+        switch (r->kind) {
+        case JD_RULE_URL:
+            if (jd_catalog_rule_matches_text(r, url)) {
+                keep_first(map, JD_SLUG_STAGE, r->stage, stage);
+                keep_first(map, JD_SLUG_TOUCHPOINT, r->touchpoint, touchpoint);
+            }
+            break;
+        case JD_RULE_REFERRER:
+            if (referrer && referrer[0] && jd_catalog_rule_matches_text(r, referrer))
+                keep_first(map, JD_SLUG_TOUCHPOINT, r->touchpoint, touchpoint);
+            break;
+        case JD_RULE_UTM:
+            if (utm_matches(r->match, utm))
+                keep_first(map, JD_SLUG_TOUCHPOINT, r->touchpoint, touchpoint);
+            break;
+        case JD_RULE_PERSONA_ATTRIBUTE:
+            if (persona && attribute_matches(r->match, attributes))
+                keep_first(map, JD_SLUG_PERSONA, r->persona, persona);
+            break;
+        case JD_RULE_SCREENER:
+            break;
+        }
+    }
+}
+
 static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_proto_session *s,
                          json_t *msg, const char *id, jd_proto_out *out, jd_proto_error *err)
 {
@@ -328,8 +408,19 @@ static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_pro
         return false;
     }
 
+    json_t *attributes = json_object_get(msg, "attributes");
+    if (attributes && !json_is_object(attributes) && !json_is_null(attributes)) {
+        set_error(err, JD_ERR_BAD_FIELD, id, "attributes", "attributes must be an object");
+        return false;
+    }
     const jd_catalog_map *map = cs->n_maps ? &cs->maps[0] : NULL;
+    /* The client's own hints are checked as sent; the site's tagging rules fill in the rest. */
     int64_t persona_id, stage_id, touchpoint_id;
+    if (!resolve(map, JD_SLUG_PERSONA, persona, NULL, id, "persona", &persona_id, err) ||
+        !resolve(map, JD_SLUG_STAGE, stage, NULL, id, "stage", &stage_id, err) ||
+        !resolve(map, JD_SLUG_TOUCHPOINT, touchpoint, NULL, id, "touchpoint", &touchpoint_id, err))
+        return false;
+    apply_page_rules(cs, map, url, referrer, utm, attributes, &stage, &touchpoint, &persona);
     if (!resolve(map, JD_SLUG_PERSONA, persona, NULL, id, "persona", &persona_id, err) ||
         !resolve(map, JD_SLUG_STAGE, stage, NULL, id, "stage", &stage_id, err) ||
         !resolve(map, JD_SLUG_TOUCHPOINT, touchpoint, NULL, id, "touchpoint", &touchpoint_id, err))
@@ -505,6 +596,26 @@ static bool handle_answer(const jd_catalog *catalog, jd_proto_session *s, json_t
     if (obstacles && !json_is_array(obstacles) && !json_is_null(obstacles)) {
         set_error(err, JD_ERR_BAD_FIELD, id, "obstacles", "obstacles must be an array of slugs");
         return false;
+    }
+    /* A screener rule turns this answer into the session's persona (from now on). */
+    json_t *answer_value = json_object_get(msg, "value");
+    for (size_t i = 0; map && answer_value && i < site->n_rules; i++) {
+        const jd_catalog_rule *r = &site->rules[i];
+        if (r->kind != JD_RULE_SCREENER || r->question_id != question_id || !r->persona ||
+            !jd_catalog_slug(map, JD_SLUG_PERSONA, r->persona))
+            continue;
+        json_t *eq = json_object_get(r->match, "equals"), *in = json_object_get(r->match, "in");
+        bool hit = eq && json_equal(eq, answer_value);
+        size_t k;
+        json_t *item;
+        json_array_foreach(in, k, item)
+        {
+            hit = hit || json_equal(item, answer_value);
+        }
+        if (hit) {
+            snprintf(s->persona, sizeof(s->persona), "%s", r->persona);
+            break;
+        }
     }
     /* Every slug the frame names must exist, even where the question's own stage and touchpoint
      * win: a typo is reported, not silently ignored. */
@@ -751,6 +862,18 @@ static bool handle_touch(const jd_catalog *catalog, jd_proto_session *s, json_t 
     if (ts && !jd_timestamp_valid(ts)) {
         set_error(err, JD_ERR_BAD_FIELD, id, "ts", "ts must be an RFC 3339 timestamp");
         return false;
+    }
+    if (!stage && !touchpoint && site && strcmp(kind, "pageview") == 0) {
+        /* A page view the site's URL rules place in the journey moves the visitor along: the
+         * session's hints follow, so later answers and touches carry the new stage. */
+        const char *rs = NULL, *rt = NULL;
+        apply_page_rules(site, map, url, NULL, NULL, NULL, &rs, &rt, NULL);
+        stage = rs;
+        touchpoint = rt;
+        if (rs)
+            snprintf(s->stage, sizeof(s->stage), "%s", rs);
+        if (rt)
+            snprintf(s->touchpoint, sizeof(s->touchpoint), "%s", rt);
     }
     int64_t stage_id = 0, touchpoint_id = 0;
     if ((stage || touchpoint) && !map) {

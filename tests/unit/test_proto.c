@@ -356,6 +356,54 @@ static void test_error_encoding_escapes(void **state)
     assert_string_equal(id, "");
 }
 
+static int64_t record_int(ctx *c, const char *key)
+{
+    json_t *r = record(c);
+    int64_t v = json_integer_value(json_object_get(r, key));
+    json_decref(r);
+    return v;
+}
+
+static void test_tagging_rules(void **state)
+{
+    ctx *c = *state;
+    /* URL rule sets stage and touchpoint; a UTM rule after it cannot override the touchpoint;
+     * an attribute rule sets the persona. */
+    assert_true(run(c, "site-key-0001",
+                    "{\"type\":\"hello\",\"id\":\"" ID1 "\",\"v\":1,\"site\":\"site-key-0001\","
+                    "\"page\":{\"url\":\"https://shop.example/checkout/2\",\"utm\":{\"source\":\"NEWS\"}},"
+                    "\"attributes\":{\"kids\":\"2\"}}"));
+    assert_int_equal(record_int(c, "stage_id"), 200);
+    assert_int_equal(record_int(c, "touchpoint_id"), 301);
+    assert_int_equal(record_int(c, "persona_id"), 100);
+    /* A pageview that a regex rule places in advocacy moves the session along. */
+    assert_true(run(c, "site-key-0001",
+                    "{\"type\":\"touch\",\"id\":\"" ID2 "\",\"kind\":\"pageview\","
+                    "\"url\":\"https://shop.example/reviews/12\"}"));
+    assert_int_equal(record_int(c, "stage_id"), 201);
+    assert_string_equal(c->session.stage, "advocacy");
+    /* A rule naming a slug the map lacks is ignored, not an error. */
+    assert_true(run(c, "site-key-0001",
+                    "{\"type\":\"touch\",\"id\":\"" ID2 "\",\"kind\":\"pageview\","
+                    "\"url\":\"https://shop.example/x\"}"));
+}
+
+static void test_tagging_rules_client_hints_win_and_screener(void **state)
+{
+    ctx *c = *state;
+    assert_true(run(c, "site-key-0001",
+                    "{\"type\":\"hello\",\"id\":\"" ID1 "\",\"v\":1,\"site\":\"site-key-0001\","
+                    "\"stage\":\"advocacy\",\"page\":{\"url\":\"https://shop.example/\","
+                    "\"utm\":{\"source\":\"news\"}}}"));
+    assert_int_equal(record_int(c, "stage_id"), 201);      /* the client's own hint */
+    assert_int_equal(record_int(c, "touchpoint_id"), 300); /* from the UTM rule */
+    assert_int_equal(record_int(c, "persona_id"), 0);
+    /* Answering the screener with "a" makes the session (and this answer) a parent. */
+    assert_true(run(c, "site-key-0001", ANSWER(4, ",\"value\":\"a\"")));
+    assert_int_equal(record_int(c, "persona_id"), 100);
+    assert_string_equal(c->session.persona, "parent");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +420,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_opt_in_consent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch, setup, teardown),
         cmocka_unit_test(test_error_encoding_escapes),
+        cmocka_unit_test_setup_teardown(test_tagging_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tagging_rules_client_hints_win_and_screener, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,6 +182,7 @@ function init() {
         consent: S.consent,
         identity: S.identity,
         subject: S.subject,
+        attributes: S.attrs,
       })
     )
   }
