@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <spawn.h>
@@ -19,10 +20,19 @@ extern char **environ;
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 
-static int run(char *const argv[])
+/* Runs argv and waits. quiet sends its output to /dev/null (probes whose failure is expected). */
+static int run_quiet(char *const argv[], bool quiet)
 {
     pid_t pid;
-    if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (quiet) {
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    }
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
         return -1;
     int status;
     while (waitpid(pid, &status, 0) < 0)
@@ -31,9 +41,9 @@ static int run(char *const argv[])
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* Runs PG_BIN/tool with args, as postgres when root. */
-static int run_pg(const char *tool, const char *a1, const char *a2, const char *a3, const char *a4,
-                  const char *a5, const char *a6, const char *a7, const char *a8)
+/* Runs PG_BIN/tool with args, as postgres when root; quiet hides its output. */
+static int run_pg(bool quiet, const char *tool, const char *a1, const char *a2, const char *a3,
+                  const char *a4, const char *a5, const char *a6, const char *a7, const char *a8)
 {
     char path[256];
     snprintf(path, sizeof(path), "%s/%s", PG_BIN, tool);
@@ -50,7 +60,7 @@ static int run_pg(const char *tool, const char *a1, const char *a2, const char *
     for (int i = 0; i < 8 && rest[i]; i++)
         argv[n++] = rest[i];
     argv[n] = NULL;
-    return run((char *const *)argv);
+    return run_quiet((char *const *)argv, quiet);
 }
 
 static bool owned_by_postgres(const char *path, char *err, size_t err_len)
@@ -91,7 +101,7 @@ bool jd_pgembed_start(const char *data_dir, char *conninfo, size_t conninfo_len,
     snprintf(log_path, sizeof(log_path), "%s/postgresql.log", abs_dir);
     if (access(version, F_OK) != 0) {
         jd_log_info("embedded PostgreSQL: initdb %s", pg_dir);
-        if (run_pg("initdb", "-D", pg_dir, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        if (run_pg(false, "initdb", "-D", pg_dir, "-U", "postgres", "--auth=trust", "-E", "UTF8",
                    "--no-instructions") != 0) {
             snprintf(err, err_len,
                      "embedded PostgreSQL: initdb failed for %s (is every parent directory "
@@ -100,12 +110,12 @@ bool jd_pgembed_start(const char *data_dir, char *conninfo, size_t conninfo_len,
             return false;
         }
     }
-    if (run_pg("pg_ctl", "status", "-D", pg_dir, NULL, NULL, NULL, NULL, NULL) != 0) {
+    if (run_pg(true, "pg_ctl", "status", "-D", pg_dir, NULL, NULL, NULL, NULL, NULL) != 0) {
         /* Only a Unix socket in data_dir: nothing listens on the network. */
         snprintf(opts, sizeof(opts), "-c listen_addresses='' -k '%s' -c synchronous_commit=on",
                  abs_dir);
         jd_log_info("embedded PostgreSQL: starting (log: %s)", log_path);
-        if (run_pg("pg_ctl", "start", "-w", "-D", pg_dir, "-l", log_path, "-o", opts) != 0) {
+        if (run_pg(false, "pg_ctl", "start", "-w", "-D", pg_dir, "-l", log_path, "-o", opts) != 0) {
             snprintf(err, err_len, "embedded PostgreSQL: pg_ctl start failed; see %s", log_path);
             return false;
         }
@@ -117,8 +127,8 @@ bool jd_pgembed_start(const char *data_dir, char *conninfo, size_t conninfo_len,
     char createdb[256];
     snprintf(createdb, sizeof(createdb), "%s/createdb", PG_BIN);
     const char *argv[] = {createdb, host_opt, "-U", "postgres", "journeyd", NULL};
-    int devnull_rc = run((char *const *)argv);
-    (void)devnull_rc;
+    int exists_rc = run_quiet((char *const *)argv, true);
+    (void)exists_rc;
     snprintf(conninfo, conninfo_len, "host=%s port=5432 user=postgres dbname=journeyd", abs_dir);
     return true;
 }
@@ -130,5 +140,5 @@ void jd_pgembed_stop(const char *data_dir)
         return;
     snprintf(pg_dir, sizeof(pg_dir), "%s/pg", abs_dir);
     jd_log_info("embedded PostgreSQL: stopping");
-    (void)run_pg("pg_ctl", "stop", "-m", "fast", "-w", "-D", pg_dir, NULL, NULL);
+    (void)run_pg(false, "pg_ctl", "stop", "-m", "fast", "-w", "-D", pg_dir, NULL, NULL);
 }
