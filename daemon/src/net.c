@@ -19,8 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JD_MAX_OUTQ 256 /* queued frames before a reader is deemed stuck */
-#define JD_MAX_ACKS_PER_FRAME 1024
+#define JD_MAX_OUTQ 256    /* queued frames before a reader is deemed stuck */
 #define JD_FLOOD_CLOSE 200 /* refused frames in a row before closing 1008 */
 
 typedef enum { JD_CONN_OPEN = 0, JD_CONN_CLOSING, JD_CONN_CLOSED } jd_conn_state;
@@ -116,7 +115,7 @@ struct jd_net {
     uint64_t next_conn_id;
 
     jd_conn *stall_head, *stall_tail; /* stalled connections, oldest first: served in turn */
-    jd_conn **table; /* hash of open connections by id */
+    jd_conn **table;                  /* hash of open connections by id */
     size_t table_size, n_conns;
     jd_ip_count *ips[1024];
     jd_conn *reap;
@@ -729,8 +728,8 @@ static int http_respond(struct lws *wsi, jd_pss *pss, unsigned int status, const
             goto fail;
     jd_net *net = lws_context_user(lws_get_context(wsi));
     if (pss->http.close_after &&
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
-                                    (const unsigned char *)"close", 5, &p, end))
+        lws_add_http_header_by_name(
+            wsi, (const unsigned char *)"connection:", (const unsigned char *)"close", 5, &p, end))
         goto fail;
     if (net->tls && net->config.hsts_max_age > 0) {
         char hsts[64];

@@ -205,6 +205,16 @@ static void put_id(jd_buf *b, const char *key, int64_t value)
         jd_buf_puts(b, "null");
 }
 
+/* Opens a session record: the fields a hello and a consent upsert share. */
+static void put_session_head(jd_buf *b, const jd_proto_session *s)
+{
+    jd_buf_printf(b, "{\"id\":\"%s\",\"site_id\":%lld", s->session_id, (long long)s->site_id);
+    put_str(b, "respondent_id", s->respondent_id);
+    put_str(b, "consent_mode", jd_catalog_consent_name(s->consent_mode));
+    put_key(b, "consent");
+    jd_buf_puts(b, s->consent ? "true" : "false");
+}
+
 /* Resolves a slug (from the frame, else the session hint) in a map. 0 with no slug. */
 static bool resolve(const jd_catalog_map *map, jd_slug_kind kind, const char *slug,
                     const char *hint, const char *id, const char *field, int64_t *out,
@@ -279,7 +289,8 @@ static bool utm_matches(json_t *match, json_t *utm)
 static bool attribute_matches(json_t *match, json_t *attributes)
 {
     const char *name = json_string_value(json_object_get(match, "attribute"));
-    json_t *want = json_object_get(match, "value"), *have = name ? json_object_get(attributes, name) : NULL;
+    json_t *want = json_object_get(match, "value"),
+           *have = name ? json_object_get(attributes, name) : NULL;
     if (!have || !want)
         return false;
     if (json_equal(have, want))
@@ -301,9 +312,8 @@ static bool attribute_matches(json_t *match, json_t *attributes)
 
 /* Applies the site's url, referrer, utm and persona-attribute rules to a page context. */
 static void apply_page_rules(const jd_catalog_site *site, const jd_catalog_map *map,
-                             const char *url, const char *referrer, json_t *utm,
-                             json_t *attributes, const char **stage, const char **touchpoint,
-                             const char **persona)
+                             const char *url, const char *referrer, json_t *utm, json_t *attributes,
+                             const char **stage, const char **touchpoint, const char **persona)
 {
     for (size_t i = 0; map && i < site->n_rules; i++) {
         const jd_catalog_rule *r = &site->rules[i];
@@ -457,11 +467,7 @@ static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_pro
     if (collect) {
         jd_buf *b = &out->record;
         out->record_kind = JD_REC_SESSION;
-        jd_buf_printf(b, "{\"id\":\"%s\",\"site_id\":%lld", s->session_id, (long long)cs->id);
-        put_str(b, "respondent_id", s->respondent_id);
-        put_str(b, "consent_mode", jd_catalog_consent_name(cs->consent_mode));
-        put_key(b, "consent");
-        jd_buf_puts(b, s->consent ? "true" : "false");
+        put_session_head(b, s);
         put_str(b, "url", url ? url : "");
         put_str(b, "referrer", referrer ? referrer : "");
         put_str(b, "lang", lang ? lang : "");
@@ -914,11 +920,7 @@ static bool handle_consent(jd_proto_session *s, json_t *msg, const char *id, jd_
     jd_buf *b = &out->record;
     out->record_kind = JD_REC_SESSION;
     out->record_acked = true;
-    jd_buf_printf(b, "{\"id\":\"%s\",\"site_id\":%lld", s->session_id, (long long)s->site_id);
-    put_str(b, "respondent_id", s->respondent_id);
-    put_str(b, "consent_mode", jd_catalog_consent_name(s->consent_mode));
-    put_key(b, "consent");
-    jd_buf_puts(b, s->consent ? "true" : "false");
+    put_session_head(b, s);
     jd_buf_puts(b, ",\"url\":\"\",\"referrer\":\"\",\"lang\":\"\",\"utm\":{},"
                    "\"persona_id\":null,\"stage_id\":null,\"touchpoint_id\":null}");
     return true;

@@ -179,11 +179,13 @@ static const char catalog_sql[] =
     "   'stage', rs.slug, 'touchpoint', rt.slug, 'persona', rp.slug,"
     "   'question_id', (SELECT q.id FROM surveys sv JOIN questions q ON q.survey_id = sv.id"
     "                   WHERE r.kind = 'screener' AND sv.map_id = r.map_id"
-    "                     AND (sv.slug = r.match ->> 'survey' OR sv.id::text = r.match ->> 'survey')"
+    "                     AND (sv.slug = r.match ->> 'survey' OR sv.id::text = r.match ->> "
+    "'survey')"
     "                     AND q.key = r.match ->> 'question' AND q.retired_at IS NULL LIMIT 1))"
     "   ORDER BY r.position, r.id), '[]')"
     "   FROM tagging_rules r LEFT JOIN stages rs ON rs.id = r.stage_id"
-    "   LEFT JOIN touchpoints rt ON rt.id = r.touchpoint_id LEFT JOIN personas rp ON rp.id = r.persona_id"
+    "   LEFT JOIN touchpoints rt ON rt.id = r.touchpoint_id LEFT JOIN personas rp ON rp.id = "
+    "r.persona_id"
     "   WHERE r.site_id = s.id),"
     " 'maps', (SELECT coalesce(json_agg(json_build_object('id', m.id,"
     "   'personas', (SELECT coalesce(json_object_agg(p.slug, p.id), '{}') FROM personas p"
@@ -225,7 +227,9 @@ static void batch_free(jd_batch **batch)
     *batch = NULL;
 }
 
-static bool batch_list_push_front(jd_batch_list *list, jd_batch **items, size_t n)
+/* Puts batches back at the head of the retry list, in order. They hold records the clients were
+ * not acked for, so dropping them silently is never an option: out of memory here is fatal. */
+static void batch_list_push_front(jd_batch_list *list, jd_batch **items, size_t n)
 {
     if (list->n + n > list->cap) {
         size_t cap = list->cap ? list->cap : 16;
@@ -233,14 +237,13 @@ static bool batch_list_push_front(jd_batch_list *list, jd_batch **items, size_t 
             cap *= 2;
         jd_batch **grown = realloc(list->items, cap * sizeof(*grown));
         if (!grown)
-            return false;
+            jd_fatal("out of memory keeping %zu batches for retry", n);
         list->items = grown;
         list->cap = cap;
     }
     memmove(list->items + n, list->items, list->n * sizeof(*list->items));
     memcpy(list->items, items, n * sizeof(*items));
     list->n += n;
-    return true;
 }
 
 static jd_batch *batch_list_pop_front(jd_batch_list *list)
@@ -487,10 +490,10 @@ static jd_http_response *render_export(const jd_record *api, jd_http_response *r
     const char *persona = json_string_value(json_object_get(query, "render_persona"));
     int n = 0;
     long id = 0, v = 0;
-    bool exported = method && path && strcmp(method, "GET") == 0 &&
-                    ((sscanf(path, "/maps/%ld/export%n", &id, &n) == 1 && path[n] == '\0') ||
-                     (sscanf(path, "/maps/%ld/versions/%ld%n", &id, &v, &n) == 2 &&
-                      path[n] == '\0'));
+    bool exported =
+        method && path && strcmp(method, "GET") == 0 &&
+        ((sscanf(path, "/maps/%ld/export%n", &id, &n) == 1 && path[n] == '\0') ||
+         (sscanf(path, "/maps/%ld/versions/%ld%n", &id, &v, &n) == 2 && path[n] == '\0'));
     if (!exported || !format || strcmp(format, "json") == 0) {
         json_decref(req);
         return r;
@@ -669,13 +672,9 @@ static void complete_batch(jd_store *s, jd_request *req)
     jd_batch *batch = req->batch;
     s->batches_in_flight--;
     if (!req->failed) {
-        uint64_t acked = 0;
-        for (size_t i = 0; i < batch->n; i++) {
-            if (batch->records[i]->acked) {
+        for (size_t i = 0; i < batch->n; i++)
+            if (batch->records[i]->acked)
                 emit(s, JD_EV_ACK, batch->records[i], NULL);
-                acked++;
-            }
-        }
         jd_metrics_batch(batch->n, jd_now_us() - req->sent_us);
         jd_log_debug("batch of %zu committed in %llu us", batch->n,
                      (unsigned long long)(jd_now_us() - req->sent_us));
@@ -707,8 +706,7 @@ static void complete_batch(jd_store *s, jd_request *req)
                     req->sqlstate, req->error);
         size_t n = batch->n;
         batch->n = 0; /* the records now belong to the singles */
-        if (!batch_list_push_front(&s->waiting, singles, n))
-            jd_fatal("out of memory isolating a failed batch");
+        batch_list_push_front(&s->waiting, singles, n);
         free(singles);
         return;
     }
@@ -879,8 +877,7 @@ static void drop_connection(jd_store *s, const char *why)
                 jd_metrics_db_retry();
             }
         }
-        if (!batch_list_push_front(&s->waiting, retry, n))
-            jd_fatal("out of memory keeping batches for retry");
+        batch_list_push_front(&s->waiting, retry, n);
         free(retry);
     }
     while (s->head) {
