@@ -22,7 +22,14 @@
 #define JD_MAX_OUTQ 256    /* queued frames before a reader is deemed stuck */
 #define JD_FLOOD_CLOSE 200 /* refused frames in a row before closing 1008 */
 
-typedef enum { JD_CONN_OPEN = 0, JD_CONN_CLOSING, JD_CONN_CLOSED } jd_conn_state;
+/* OPEN -> CLOSING (we decided to close; owed frames still go out) -> CLOSE_SENT (the close is
+ * lws's now: it sends the close frame and waits for the peer's reply) -> CLOSED (wsi gone). */
+typedef enum {
+    JD_CONN_OPEN = 0,
+    JD_CONN_CLOSING,
+    JD_CONN_CLOSE_SENT,
+    JD_CONN_CLOSED
+} jd_conn_state;
 
 typedef struct jd_frame {
     struct jd_frame *next;
@@ -247,7 +254,7 @@ static void conn_close(jd_conn *c, int code, const char *reason)
 
 static void conn_send(jd_conn *c, const char *type, const char *data, size_t len)
 {
-    if (c->state == JD_CONN_CLOSED)
+    if (c->state == JD_CONN_CLOSE_SENT || c->state == JD_CONN_CLOSED)
         return;
     if (c->out_count >= JD_MAX_OUTQ) {
         jd_log(JD_LOG_WARN, c->id, c->peer, "client is not reading its frames; closing");
@@ -289,6 +296,10 @@ static void conn_send_error(jd_conn *c, const jd_proto_error *err)
  * close once everything owed to the client has gone out. */
 static int conn_writeable(jd_conn *c)
 {
+    /* lws may still call WRITEABLE while it awaits the close reply; another -1 here would kill
+     * the socket with the peer's data unread, and the peer would see a reset (1006). */
+    if (c->state == JD_CONN_CLOSE_SENT)
+        return 0;
     if (c->out_head) {
         jd_frame *f = c->out_head;
         c->out_head = f->next;
@@ -319,6 +330,7 @@ static int conn_writeable(jd_conn *c)
     } else if (c->state == JD_CONN_CLOSING) {
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
+        conn_set_state(c, JD_CONN_CLOSE_SENT);
         return -1;
     }
     if (c->out_head || c->n_acks || c->state == JD_CONN_CLOSING)
@@ -522,10 +534,13 @@ static int ws_receive(jd_net *net, jd_conn *c, struct lws *wsi, const void *in, 
         jd_metrics_error(JD_ERR_FRAME_TOO_LARGE);
         jd_log(JD_LOG_INFO, c->id, c->peer, "frame over max_frame (%d bytes); closing 1009",
                net->config.max_frame);
-        static const char reason[] = "frame_too_large";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
-                         sizeof(reason) - 1);
-        return -1;
+        /* Close through the writeable path, not by returning -1 here: lws would abandon its
+         * frame parser mid-payload, parse the rest of the message as headers and kill the
+         * socket before the close frame went out (the peer then sees 1006, not 1009). The
+         * rest of the message is read and dropped because the state is no longer OPEN. */
+        jd_buf_free(&c->rx);
+        conn_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame_too_large");
+        return 0;
     }
     jd_buf_append(&c->rx, in, len);
     if (!jd_buf_ok(&c->rx)) {
