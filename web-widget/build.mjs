@@ -4,7 +4,7 @@
 // limit (default 12288 bytes; WIDGET_GZIP_LIMIT or --limit override it).
 import { build } from 'esbuild'
 import { gzipSync } from 'node:zlib'
-import { cpSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
+import { cpSync, existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -35,6 +35,9 @@ await build({
 })
 rmSync(join(out, 'demo'), { recursive: true, force: true })
 cpSync(join(here, 'demo'), join(out, 'demo'), { recursive: true })
+// The agent console (served at /agent): static files, no bundling.
+rmSync(join(out, 'agent'), { recursive: true, force: true })
+if (existsSync(join(here, 'agent'))) cpSync(join(here, 'agent'), join(out, 'agent'), { recursive: true })
 
 const raw = readFileSync(file)
 const gz = gzipSync(raw, { level: 9 }).length
