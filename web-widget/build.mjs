@@ -1,9 +1,11 @@
 // Builds the widget: node web-widget/build.mjs [--limit BYTES] [--out DIR]
-// Bundles and minifies src/index.js into DIR/widget.js (default web-widget/dist), copies demo/ to
+// Bundles and minifies src/index.js into DIR/widget.js (default web-widget/dist) and the chat,
+// src/chat-main.js, into DIR/chat.js (no size limit: loaded lazily), copies demo/ to
 // DIR/demo, prints the size and fails (exit 1, widget.js removed) when the gzipped size is over the
 // limit (default 12288 bytes; WIDGET_GZIP_LIMIT or --limit override it).
 import { build } from 'esbuild'
 import { gzipSync } from 'node:zlib'
+import { createHash } from 'node:crypto'
 import { cpSync, existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -23,16 +25,14 @@ if (!Number.isFinite(limit) || limit <= 0) {
 
 mkdirSync(out, { recursive: true })
 const file = join(out, 'widget.js')
-await build({
-  entryPoints: [join(here, 'src/index.js')],
-  bundle: true,
-  minify: true,
-  format: 'iife',
-  target: 'es2019',
-  legalComments: 'none',
-  outfile: file,
-  logLevel: 'warning',
-})
+const common = { bundle: true, minify: true, format: 'iife', target: 'es2019', legalComments: 'none', logLevel: 'warning' }
+// The chat (dist/chat.js), loaded by widget.js only on sites with chat; widget.js asks for
+// chat.js?v=HASH so a cached chat.js never meets a newer widget.js.
+const chatFile = join(out, 'chat.js')
+await build({ ...common, entryPoints: [join(here, 'src/chat-main.js')], outfile: chatFile })
+const chatRaw = readFileSync(chatFile)
+const chatV = createHash('sha256').update(chatRaw).digest('hex').slice(0, 12)
+await build({ ...common, entryPoints: [join(here, 'src/index.js')], outfile: file, define: { CHAT_V: JSON.stringify(chatV) } })
 rmSync(join(out, 'demo'), { recursive: true, force: true })
 cpSync(join(here, 'demo'), join(out, 'demo'), { recursive: true })
 // The agent console (served at /agent): static files, no bundling.
@@ -42,6 +42,7 @@ if (existsSync(join(here, 'agent'))) cpSync(join(here, 'agent'), join(out, 'agen
 const raw = readFileSync(file)
 const gz = gzipSync(raw, { level: 9 }).length
 console.log(`widget.js: ${raw.length} bytes, ${gz} bytes gzipped (limit ${limit})`)
+console.log(`chat.js: ${chatRaw.length} bytes, ${gzipSync(chatRaw, { level: 9 }).length} bytes gzipped (loaded only on sites with chat)`)
 if (gz > limit) {
   rmSync(file, { force: true })
   console.error(`build failed: widget.js is ${gz} bytes gzipped, over the limit of ${limit} bytes`)

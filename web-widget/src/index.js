@@ -4,6 +4,8 @@
 //   window.journey = window.journey || function(){(journey.q=journey.q||[]).push(arguments)}
 //   journey('identify', {persona, attributes}); journey('stage', slug); journey('track', name)
 //   journey('show', idOrSlug, {mode, target, corner}); journey('consent', bool)
+// Live chat (data-chat="off" disables it) is a second bundle, chat.js, loaded from the same place
+// as this script when the welcome says the site has chat.
 // Nothing runs on the host page until the browser is idle (or a command needs it).
 import { makeStore, uuid } from './store.js'
 import { matchUrl, bucket, utm, scrollPct } from './triggers.js'
@@ -47,6 +49,9 @@ function init() {
   let opened = false
   let stopped = false
   let pend = [] // touches made before the first welcome: consent is not known yet
+  let chat // the chat (chat.js), once loaded
+  let chatP // chat.js is loading
+  let pol // the Trusted Types policy that makes chat.js's URL
 
   const idle = W.requestIdleCallback || ((f) => setTimeout(f, 1))
   idle(start, { timeout: 2000 })
@@ -160,6 +165,7 @@ function init() {
     s.onmessage = (e) => s === ws && receive(e.data)
     s.onclose = () => {
       if (s !== ws) return
+      if (chat) chat.down()
       ws = null
       welcomed = false
       sent.clear()
@@ -216,8 +222,11 @@ function init() {
         }
       }
       evaluate()
-    } else if (m.type === 'ack') (m.ids || []).forEach(drop)
-    else if (m.type === 'error') fault(m)
+    } else if (m.type === 'ack') {
+      ;(m.ids || []).forEach(drop)
+      if (chat) chat.ack(m)
+    } else if (m.type === 'error') (chat && chat.err(m)) || fault(m)
+    else if (chat && /^chat\./.test(m.type)) chat.on(m)
   }
 
   function welcome(m) {
@@ -242,6 +251,48 @@ function init() {
     pend = []
     pageview()
     flush()
+    const c = m.chat
+    if (chat) chat.up()
+    else if (!chatP && collect && c && c.enabled && me.dataset.chat !== 'off') loadChat(c)
+  }
+
+  // Loads chat.js (a classic script next to this one, with a Trusted Types policy where the page
+  // enforces them), which calls journey.c with the chat.
+  function loadChat(c) {
+    chatP = 1
+    api.c = (make) => {
+      if (chat) return
+      chat = make({
+        site,
+        nonce,
+        corner: me.dataset.chat,
+        online: c.online,
+        lang,
+        uuid,
+        store: cstore,
+        send: (f) => !!(ws && welcomed) && (ws.send(JSON.stringify(f)), true),
+        hints: () => ({ stage: S.stage, touchpoint: S.touchpoint }),
+        forget(k) {
+          S[k] = undefined
+        },
+      })
+      if (welcomed) chat.up()
+    }
+    const u = new URL('chat.js?v=' + (typeof CHAT_V === 'string' ? CHAT_V : 0), src).href
+    const s = D.createElement('script')
+    try {
+      const tt = W.trustedTypes
+      s.src = tt ? (pol = pol || tt.createPolicy('journeyd', { createScriptURL: () => u })).createScriptURL(u) : u
+    } catch (e) {
+      return console.error("journeyd: chat needs the Trusted Types policy 'journeyd'")
+    }
+    s.async = true
+    if (nonce) s.nonce = nonce
+    s.onerror = () => {
+      chatP = 0
+      console.error('journeyd: cannot load ' + u)
+    }
+    D.head.append(s)
   }
 
   function fault(m) {

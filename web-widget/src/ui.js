@@ -3,7 +3,7 @@
 // with a constructable stylesheet, or a <style nonce> where those are missing.
 import CSS from './css.js'
 
-let sheet
+const sheets = {}
 
 export function h(tag, attrs, ...kids) {
   const e = document.createElement(tag)
@@ -17,7 +17,7 @@ export function h(tag, attrs, ...kids) {
   return e
 }
 
-function face(i) {
+export function face(i) {
   const s = svg('svg', { viewBox: '0 0 24 24', 'aria-hidden': 'true', focusable: 'false' })
   s.append(
     svg('circle', { cx: 12, cy: 12, r: 10 }),
@@ -28,25 +28,26 @@ function face(i) {
   return s
 }
 
-function svg(tag, attrs) {
+export function svg(tag, attrs) {
   const e = document.createElementNS('http://www.w3.org/2000/svg', tag)
   for (const k in attrs) e.setAttribute(k, attrs[k])
   return e
 }
 
-function style(root, nonce) {
+export function style(root, nonce, css = CSS) {
   try {
-    if (!sheet) {
-      sheet = new CSSStyleSheet()
-      sheet.replaceSync(CSS)
+    let s = sheets[css]
+    if (!s) {
+      s = sheets[css] = new CSSStyleSheet()
+      s.replaceSync(css)
     }
-    root.adoptedStyleSheets = [sheet]
+    root.adoptedStyleSheets = [s]
   } catch (e) {
-    root.append(h('style', { nonce }, CSS))
+    root.append(h('style', { nonce }, css))
   }
 }
 
-const fmt = (s, ...a) => s.replace(/\{(\d)\}/g, (_, i) => a[i])
+export const fmt = (s, ...a) => s.replace(/\{(\d)\}/g, (_, i) => a[i])
 
 // ctx: {L, lang, dir, nonce, target, answer(question, value, text), done(reason)}
 // Returns {close, err, host}.
