@@ -531,10 +531,16 @@
       }
       case 'code.create':
       case 'code.revise':
+        if (S.codeForm && S.codeForm.pending === frame.id) {
+          S.codeForm.pending = null
+          $('code-save').disabled = false
+          $('code-status').textContent = ''
+          $('code-error').textContent = `The code was not saved: ${errText(e)}`
+          $('code-error').focus?.()
+        } else $('code-status').textContent = `A code was not saved: ${errText(e)}`
+        return
       case 'code.retract':
-        $('code-error').textContent = `The code was not saved: ${errText(e)}`
-        $('code-status').textContent = ''
-        if ($('code-form').hidden) announce(`The code was not saved: ${errText(e)}`)
+        $('code-status').textContent = `The code was not retracted: ${errText(e)}`
         return
       case 'canned.save':
       case 'canned.delete':
@@ -602,7 +608,7 @@
           null,
           el('span', { text: `/${c.shortcut} · ${c.title || ''}` }),
           ' ',
-          el('button', { type: 'button', text: 'Delete', 'aria-label': `Delete canned response ${c.shortcut}`, onclick: () => send({ type: 'canned.delete', shortcut: c.shortcut }) }),
+          el('button', { type: 'button', text: 'Delete', 'aria-label': `Delete /${c.shortcut}`, onclick: () => send({ type: 'canned.delete', shortcut: c.shortcut }) }),
         ),
       ),
     )
@@ -1123,6 +1129,7 @@
     S.codeForm = { mode: code ? 'revise' : 'create', seq, messageId: m.message_id, code }
     const form = $('code-form')
     form.hidden = false
+    $('code-save').disabled = false
     $('coding-help').hidden = true
     $('code-error').textContent = ''
     $('code-status').textContent = ''
@@ -1217,16 +1224,20 @@
       cf.mode === 'revise'
         ? { type: 'code.revise', code: cf.code.id, span, emotion, obstacles, stage, touchpoint, persona, memo }
         : { type: 'code.create', message_id: Number(cf.messageId), span, emotion, obstacles, stage, touchpoint, persona, map: null, memo }
-    send(f)
-    $('code-status').textContent = 'Saving the code…'
-    S.selection = null
-    hideCodeForm()
-    const btn = S.conv.els.get(cf.seq)?.querySelector('.code-btn')
-    if (btn) btn.focus()
+    cf.pending = send(f)
+    $('code-save').disabled = true
+    $('code-status').textContent = S.ready ? 'Saving the code…' : 'Saving the code (it is sent when the connection is back)…'
   }
 
   function codeSaved(frame) {
     $('code-status').textContent = frame.type === 'code.retract' ? 'Code retracted.' : 'Code saved.'
+    const cf = S.codeForm
+    if (cf && cf.pending === frame.id) {
+      S.selection = null
+      hideCodeForm()
+      const btn = S.conv && S.conv.els.get(cf.seq)?.querySelector('.code-btn')
+      if (btn) btn.focus()
+    }
   }
 
   function retract(code) {
