@@ -388,6 +388,7 @@
   // Incoming frames
 
   function onFrame(f) {
+    if (f.re && S.historyReq && f.re === S.historyReq && f.type !== 'error') return onHistory(f)
     switch (f.type) {
       case 'welcome':
         return onWelcome(f)
@@ -439,6 +440,11 @@
     for (const [id, o] of S.outbox) if (o.f.type === 'inbox' || o.f.type === 'codes.history' || o.f.type === 'canned') S.outbox.delete(id)
     requestInbox()
     if (S.conv) openOnSocket(S.conv.id, S.conv.maxSeq)
+    else {
+      // A link to one conversation: /agent/index.html#c=UUID
+      const m = /^#c=([0-9a-fA-F-]{36})$/.exec(location.hash)
+      if (m) openConversation(m[1].toLowerCase(), null)
+    }
     pump()
   }
 
@@ -485,19 +491,38 @@
       }
       return
     }
+    if (f.id && f.id === S.historyReq) {
+      S.historyReq = null
+      $('history-list').replaceChildren(el('li', { class: 'error', text: `The history cannot be shown: ${errText(f)}` }))
+      return
+    }
+    if (f.id && f.id === S.inboxReq) {
+      $('inbox-summary').textContent = `The list cannot be shown: ${errText(f)}`
+      return
+    }
     if (f.id && S.openIds.has(f.id)) {
       const conv = S.openIds.get(f.id)
       S.openIds.delete(f.id)
       S.opened.delete(conv)
       for (const [id, o] of S.outbox) if (o.conv === conv) done(id)
       if (S.conv && S.conv.id === conv) {
-        $('conv-title').textContent = f.code === 'not_found' ? 'Conversation not found' : `Cannot open the conversation: ${f.message || f.code}`
-        announce($('conv-title').textContent)
+        closeConversation()
+        const t = f.code === 'not_found' ? 'Conversation not found.' : `The conversation cannot be opened: ${errText(f)}`
+        $('conv-empty').textContent = t
+        announce(t)
       }
       return
     }
     if (f.id && S.outbox.has(f.id)) {
       const o = S.outbox.get(f.id)
+      if (f.code === 'chat_forbidden' && o.conv && !o.forbidden) {
+        // This socket is not (or no longer) subscribed: open the conversation again, then resend.
+        o.forbidden = true
+        o.sentOn = null
+        S.opened.delete(o.conv)
+        setTimeout(pump, 200)
+        return
+      }
       if (RETRY.has(f.code)) {
         o.sentOn = null
         setTimeout(pump, 1000 + Math.random() * 1000)
@@ -764,6 +789,11 @@
     $('visitor-typing').textContent = ''
     if (item) renderHeader(item)
     else $('conv-title').textContent = 'Loading…'
+    try {
+      history.replaceState(null, '', '#c=' + id)
+    } catch {
+      /* ignore */
+    }
     setDownloads()
     for (const b of $('inbox-list').querySelectorAll('button[data-conversation]')) {
       const on = b.dataset.conversation === id
@@ -790,8 +820,14 @@
     S.conv = null
     S.selection = null
     hideCodeForm()
+    try {
+      history.replaceState(null, '', location.pathname + location.search)
+    } catch {
+      /* ignore */
+    }
     $('conv').hidden = true
     $('conv-empty').hidden = false
+    $('conv-empty').textContent = 'Choose a conversation from the list.'
   }
 
   function renderHeader(s) {
