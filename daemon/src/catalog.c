@@ -141,6 +141,7 @@ static bool parse_site(json_t *js, jd_catalog_site *site, char *err, size_t err_
                    : strcmp(redact, "export") == 0 ? JD_REDACT_EXPORT
                                                    : JD_REDACT_OFF;
     site->store_ip = json_is_true(json_object_get(js, "store_ip"));
+    site->chat = json_is_true(json_object_get(js, "chat"));
 
     static const char *const kinds[] = {"url", "referrer", "utm", "persona_attribute", "screener"};
     json_t *rules = json_object_get(js, "rules");

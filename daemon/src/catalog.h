@@ -84,6 +84,7 @@ typedef struct jd_catalog_site {
     jd_consent_mode consent_mode;
     jd_redact_mode redact;
     bool store_ip;               /* keep a truncated client IP (/24, /48) with each session */
+    bool chat;                   /* live chat offered: the site has an enabled agent account */
     const char *identity_secret; /* HS256 secret for signed identities, or NULL */
     const char **origins;
     size_t n_origins;

@@ -26,9 +26,10 @@ typedef struct jd_daemon {
     int argc;
     char *const *argv;
     struct event_base *base;
-    jd_queue inbound, api, outbound;
+    jd_queue inbound, api, chat, outbound;
     jd_store *store;
     jd_store *api_store;
+    jd_store *chat_store;
     jd_net *net;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_timer, *net_done_ev, *purge_timer;
     jd_daemon_state state;
@@ -66,6 +67,11 @@ static void wake_store(void *arg)
 static void wake_api(void *arg)
 {
     jd_store_wake(((jd_daemon *)arg)->api_store);
+}
+
+static void wake_chat(void *arg)
+{
+    jd_store_wake(((jd_daemon *)arg)->chat_store);
 }
 
 static bool db_healthy(void *arg, char *reason, size_t len)
@@ -199,6 +205,7 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
     }
     if (!jd_queue_init(&d.inbound, sizeof(jd_record *), (size_t)config->queue_capacity) ||
         !jd_queue_init(&d.api, sizeof(jd_record *), 1024) ||
+        !jd_queue_init(&d.chat, sizeof(jd_record *), 4096) ||
         !jd_queue_init(&d.outbound, sizeof(jd_event), (size_t)config->queue_capacity * 2 + 4096)) {
         jd_log_error("out of memory for the queues");
         goto done;
@@ -222,20 +229,30 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
         jd_log_error("cannot set up signal handling");
         goto done;
     }
+    if (!d.config.instance[0]) {
+        /* Presence rows are per instance: a restart of the same host:port clears its own. */
+        char host[128] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(d.config.instance, sizeof(d.config.instance), "%.80s:%.40s", host,
+                 strrchr(config->listen, ':') ? strrchr(config->listen, ':') + 1 : config->listen);
+    }
     if (!jd_store_create(d.base, JD_STORE_INGEST, config, conninfo, &d.inbound, &d.outbound,
                          wake_net, &d, &d.store) ||
         !jd_store_create(d.base, JD_STORE_API, config, conninfo, &d.api, &d.outbound, wake_net, &d,
-                         &d.api_store)) {
+                         &d.api_store) ||
+        !jd_store_create(d.base, JD_STORE_CHAT, &d.config, conninfo, &d.chat, &d.outbound,
+                         wake_net, &d, &d.chat_store)) {
         jd_log_error("cannot create the store");
         goto done;
     }
     jd_net_hooks hooks = {.wake_store = wake_store,
                           .wake_api = wake_api,
+                          .wake_chat = wake_chat,
                           .db_healthy = db_healthy,
                           .finished = net_finished,
                           .arg = &d};
-    if (!jd_net_start(config, files, &d.inbound, &d.api, &d.outbound, &hooks, &d.net, err,
-                      sizeof(err))) {
+    if (!jd_net_start(&d.config, files, &d.inbound, &d.api, &d.chat, &d.outbound, &hooks, &d.net,
+                      err, sizeof(err))) {
         files = NULL; /* taken over and freed */
         jd_log_error("%s", err);
         goto done;
@@ -257,6 +274,7 @@ done:
     jd_net_destroy(&d.net);
     jd_store_destroy(&d.store);
     jd_store_destroy(&d.api_store);
+    jd_store_destroy(&d.chat_store);
     jd_files_free(&files);
     /* Events still queued for a network thread that is gone. */
     if (d.outbound.slots) {
@@ -270,6 +288,7 @@ done:
     }
     jd_queue_destroy(&d.inbound);
     jd_queue_destroy(&d.api);
+    jd_queue_destroy(&d.chat);
     jd_queue_destroy(&d.outbound);
     struct event **evs[] = {&d.net_done_ev, &d.drain_timer, &d.sigterm_ev,
                             &d.sigint_ev,   &d.sighup_ev,   &d.purge_timer};

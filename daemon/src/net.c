@@ -6,6 +6,8 @@
  * service loop, never inside their own callback (closed ones are put on a reap list). */
 #include "net.h"
 
+#include "chat.h"
+
 #include "catalog.h"
 #include "channel.h"
 #include "log.h"
@@ -47,6 +49,7 @@ typedef struct jd_conn {
     uint64_t id;
     struct lws *wsi;
     jd_conn_state state;
+    bool agent; /* an agent console (journey.agent.v1), else a visitor (journey.v1) */
     struct jd_conn *table_next; /* hash chain */
     struct jd_conn *reap_next;
     jd_ip_count *ip;
@@ -87,6 +90,7 @@ typedef struct jd_api_call {
     char method[8];
     char path[512];
     char token[320];
+    const char *agent_op; /* an agent console route (jd_agent_http), else NULL: admin API */
     jd_buf query; /* JSON object text */
     jd_buf body;
     bool too_large;
@@ -113,7 +117,8 @@ struct jd_net {
     jd_config config;
     jd_files *files;
     jd_catalog *catalog;
-    jd_queue *inbound, *api, *outbound;
+    jd_queue *inbound, *api, *chatq, *outbound;
+    jd_chat *chat;
     jd_pss *api_pending;
     uint64_t next_api_id;
     jd_net_state state;
@@ -492,6 +497,11 @@ static void handle_message(jd_net *net, jd_conn *c, bool binary)
         conn_send_error(c, &err);
         return;
     }
+    if (c->agent) {
+        jd_metrics_frame_in(JD_MSG_CHAT);
+        jd_chat_agent_frame(net->chat, c->id, c->rx.data, c->rx.len);
+        return;
+    }
     jd_proto_out out;
     jd_proto_out_init(&out);
     bool ok =
@@ -501,6 +511,10 @@ static void handle_message(jd_net *net, jd_conn *c, bool binary)
         jd_log(JD_LOG_DEBUG, c->id, c->peer, "refused frame: %s: %s", jd_proto_error_name(err.code),
                err.message);
         conn_send_error(c, &err);
+        goto done;
+    }
+    if (out.type == JD_MSG_CHAT) {
+        jd_chat_visitor_frame(net->chat, c->id, &c->proto, out.chat);
         goto done;
     }
     if (out.reply.len)
@@ -613,6 +627,64 @@ static void client_address(jd_net *net, struct lws *wsi, char *out, size_t out_l
     }
 }
 
+/* The agent console's session cookie: __Host-jd_agent under TLS, jd_agent without. */
+static bool agent_cookie(struct lws *wsi, char *out, size_t out_len)
+{
+    char cookies[1024] = "";
+    out[0] = '\0';
+    if (lws_hdr_copy(wsi, cookies, sizeof(cookies), WSI_TOKEN_HTTP_COOKIE) <= 0)
+        return false;
+    for (char *p = cookies; *p;) {
+        while (*p == ' ' || *p == ';')
+            p++;
+        size_t len = strcspn(p, ";");
+        char *eq = memchr(p, '=', len);
+        if (eq) {
+            size_t name_len = (size_t)(eq - p);
+            bool ours = (name_len == 8 && strncmp(p, "jd_agent", 8) == 0) ||
+                        (name_len == 15 && strncmp(p, "__Host-jd_agent", 15) == 0);
+            size_t value_len = len - name_len - 1;
+            if (ours && value_len > 0 && value_len < out_len) {
+                memcpy(out, eq + 1, value_len);
+                out[value_len] = '\0';
+                return true;
+            }
+        }
+        p += len;
+    }
+    return false;
+}
+
+/* Browsers send Origin on WebSocket upgrades and POSTs; the console lives on journeyd's own
+ * origin, so any other Origin is a cross-site request. A missing Origin is not a browser. */
+static bool same_origin(struct lws *wsi)
+{
+    char origin[512] = "", host[256] = "";
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return true;
+    if (lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
+        return false;
+    const char *o = strstr(origin, "://");
+    return o && strcmp(o + 3, host) == 0;
+}
+
+static int agent_filter(jd_net *net, struct lws *wsi, const char *uri, const char *peer)
+{
+    char token[160];
+    if (strcmp(uri, "/agent/ws") != 0)
+        return reject_upgrade(wsi, 404, "the agent console's WebSocket is /agent/ws", peer);
+    if (!same_origin(wsi))
+        return reject_upgrade(wsi, 403, "origin not allowed for the agent console", peer);
+    if (!agent_cookie(wsi, token, sizeof(token)))
+        return reject_upgrade(wsi, 403, "sign in first (POST /agent/login)", peer);
+    if ((int)net->n_conns >= net->config.max_conns)
+        return reject_upgrade(wsi, 503, "too many connections", peer);
+    jd_ip_count *ip = ip_get(net, peer, false);
+    if (ip && ip->count >= net->config.max_conns_per_ip)
+        return reject_upgrade(wsi, 429, "too many connections from this address", peer);
+    return 0;
+}
+
 static int ws_filter(jd_net *net, struct lws *wsi)
 {
     char peer[48] = "", site[72] = "", origin[512] = "", uri[64] = "";
@@ -620,6 +692,9 @@ static int ws_filter(jd_net *net, struct lws *wsi)
     if (net->state != JD_NET_SERVING)
         return reject_upgrade(wsi, 503, "server is shutting down", peer);
     lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    if (proto && strcmp(proto->name, JD_CHAT_AGENT_SUBPROTOCOL) == 0)
+        return agent_filter(net, wsi, uri, peer);
     if (strcmp(uri, "/ws") != 0)
         return reject_upgrade(wsi, 404, "no WebSocket endpoint here; use /ws", peer);
     if (!net->catalog)
@@ -670,6 +745,15 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
     conn_insert(net, c);
     pss->conn = c;
     jd_metrics_connection_opened();
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    if (proto && strcmp(proto->name, JD_CHAT_AGENT_SUBPROTOCOL) == 0) {
+        char token[160];
+        c->agent = true;
+        agent_cookie(wsi, token, sizeof(token));
+        jd_chat_agent_connected(net->chat, c->id, token);
+        jd_log(JD_LOG_INFO, c->id, c->peer, "agent console connected");
+        return 0;
+    }
     jd_log(JD_LOG_INFO, c->id, c->peer, "connected (site %s)", c->site_key);
     return 0;
 }
@@ -682,6 +766,7 @@ static void ws_closed(jd_net *net, jd_pss *pss)
     pss->conn = NULL;
     conn_remove(net, c);
     stall_list_remove(net, c);
+    jd_chat_conn_closed(net->chat, c->id);
     ip_release(net, c->ip);
     c->ip = NULL;
     c->wsi = NULL;
@@ -785,6 +870,20 @@ static int http_writeable(struct lws *wsi, jd_pss *pss)
         /* The API answer arrived: headers now, inside this wsi's own callback. */
         jd_http_response *r = pss->api->response;
         pss->api->id = 0;
+        if (r->set_cookie) {
+            jd_net *net = lws_context_user(lws_get_context(wsi));
+            char cookie[400];
+            /* HttpOnly: scripts never see it; SameSite=Strict: other sites never send it. */
+            snprintf(cookie, sizeof(cookie), "%s=%s; Path=%s; HttpOnly; SameSite=Strict%s; Max-Age=%d",
+                     net->tls ? "__Host-jd_agent" : "jd_agent", r->cookie,
+                     net->tls ? "/" : "/agent", net->tls ? "; Secure" : "",
+                     r->cookie[0] ? 43200 : 0);
+            const char *headers[][2] = {{"set-cookie:", cookie},
+                                        {"cache-control:", "no-store"},
+                                        {NULL, NULL}};
+            return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body,
+                                r->len, false, headers);
+        }
         return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body, r->len,
                             false, NULL);
     }
@@ -826,10 +925,15 @@ static void http_release(jd_pss *pss)
 
 static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path);
 
+static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path);
+
 static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path)
 {
     if (strncmp(path, "/api/v1", 7) == 0 && (path[7] == '\0' || path[7] == '/'))
         return api_begin(net, wsi, pss, path);
+    if (strcmp(path, "/agent/login") == 0 || strcmp(path, "/agent/logout") == 0 ||
+        strcmp(path, "/agent/me") == 0 || strcmp(path, "/agent/transcript") == 0)
+        return agent_route(net, wsi, pss, path);
     char method[8] = "";
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
         snprintf(method, sizeof(method), "GET");
@@ -889,6 +993,16 @@ static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *p
     if (strcmp(path, "/") == 0) {
         static const char *const loc[][2] = {{"location:", "/demo/index.html"}, {NULL, NULL}};
         return http_respond(wsi, pss, 302, "text/plain", "", 0, false, (const char *(*)[2])loc);
+    }
+    if (strcmp(path, "/agent") == 0 || strcmp(path, "/agent/") == 0) {
+        static const char *const loc[][2] = {{"location:", "/agent/index.html"}, {NULL, NULL}};
+        return http_respond(wsi, pss, 302, "text/plain", "", 0, false, (const char *(*)[2])loc);
+    }
+    if (strcmp(path, "/agent/ws") == 0) {
+        static const char body[] = "{\"error\":{\"code\":\"upgrade_required\",\"message\":"
+                                   "\"/agent/ws speaks WebSocket with subprotocol "
+                                   "journey.agent.v1\"}}";
+        return http_respond(wsi, pss, 426, "application/json", body, sizeof(body) - 1, false, NULL);
     }
     const jd_file *file = jd_files_find(net->files, path);
     if (!file) {
@@ -962,6 +1076,14 @@ static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
                          "request body must be UTF-8 text without NUL bytes");
     jd_buf rec;
     jd_buf_init(&rec);
+    if (a->agent_op) {
+        if (!jd_chat_http_record(a->agent_op, a->body.data, a->body.len, a->query.data,
+                                 a->query.len, a->token, &rec)) {
+            jd_buf_free(&rec);
+            return api_error(wsi, pss, 400, "bad_request", "the body must be a JSON object");
+        }
+        goto queue;
+    }
     jd_buf_puts(&rec, "[");
     jd_buf_json_string(&rec, a->method, strlen(a->method));
     jd_buf_puts(&rec, ",");
@@ -979,13 +1101,16 @@ static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
     else
         jd_buf_puts(&rec, "null");
     jd_buf_puts(&rec, "]");
+queue:
     a->id = ++net->next_api_id;
-    jd_record *r =
-        jd_buf_ok(&rec) ? jd_record_new(JD_REC_API, false, a->id, NULL, rec.data, rec.len) : NULL;
+    jd_record *r = jd_buf_ok(&rec) ? jd_record_new(a->agent_op ? JD_REC_CHAT_HTTP : JD_REC_API,
+                                                   false, a->id, NULL, rec.data, rec.len)
+                                   : NULL;
     jd_buf_free(&rec);
     jd_buf_free(&a->body);
     bool was_empty = false;
-    if (!r || jd_queue_push(net->api, &r, 1, &was_empty) != 1) {
+    jd_queue *q = a->agent_op ? net->chatq : net->api;
+    if (!r || jd_queue_push(q, &r, 1, &was_empty) != 1) {
         free(r);
         a->id = 0;
         return api_error(wsi, pss, 503, "busy", "too many admin requests in progress; retry");
@@ -994,7 +1119,7 @@ static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
     pss->api_next = net->api_pending;
     net->api_pending = pss;
     if (was_empty)
-        net->hooks.wake_api(net->hooks.arg);
+        (a->agent_op ? net->hooks.wake_chat : net->hooks.wake_api)(net->hooks.arg);
     return 0;
 }
 
@@ -1059,6 +1184,74 @@ static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path
     if (has_body)
         return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
     return api_submit(net, wsi, pss);
+}
+
+/* POST /agent/login, POST /agent/logout, GET /agent/me, GET /agent/transcript: the agent
+ * console's routes, answered by jd_agent_http() on the chat store's connection. */
+static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path)
+{
+    static const char *const ops[][3] = {{"/agent/login", "login", "POST"},
+                                         {"/agent/logout", "logout", "POST"},
+                                         {"/agent/me", "me", "GET"},
+                                         {"/agent/transcript", "transcript", "GET"}};
+    api_release(net, pss);
+    jd_api_call *a = pss->api = calloc(1, sizeof(*pss->api));
+    if (!a)
+        return -1;
+    jd_buf_init(&a->query);
+    jd_buf_init(&a->body);
+    pss->http.close_after = false;
+    pss->http.head_only = false;
+    const char *want = NULL;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strcmp(path, ops[i][0]) == 0) {
+            a->agent_op = ops[i][1];
+            want = ops[i][2];
+        }
+    bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+    bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    snprintf(a->method, sizeof(a->method), "%s", post ? "POST" : "GET");
+    if (!want || (strcmp(want, "POST") == 0 ? !post : !get)) {
+        char why[64];
+        snprintf(why, sizeof(why), "use %s for %s", want ? want : "GET", path);
+        return api_error(wsi, pss, 405, "method_not_allowed", why);
+    }
+    if (post && !same_origin(wsi))
+        return api_error(wsi, pss, 403, "forbidden", "cross-site request refused");
+    char cookie[160];
+    if (agent_cookie(wsi, cookie, sizeof(cookie)))
+        snprintf(a->token, sizeof(a->token), "%s", cookie);
+    /* Only the query parameters the routes read. */
+    jd_buf_puts(&a->query, "{");
+    static const char *const names[] = {"conversation=", "format=", "redact="};
+    bool first = true;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char value[128];
+        if (!lws_get_urlarg_by_name(wsi, names[i], value, sizeof(value)))
+            continue;
+        if (!first)
+            jd_buf_puts(&a->query, ",");
+        first = false;
+        jd_buf_json_string(&a->query, names[i], strlen(names[i]) - 1);
+        jd_buf_puts(&a->query, ":");
+        if (!jd_utf8_text_valid(value, strlen(value)))
+            a->bad_query = true;
+        jd_buf_json_string(&a->query, value, strlen(value));
+    }
+    jd_buf_puts(&a->query, "}");
+    if (!post)
+        return api_submit(net, wsi, pss);
+    if (strcmp(a->agent_op, "login") == 0) {
+        char type[128] = "";
+        lws_hdr_copy(wsi, type, sizeof(type), WSI_TOKEN_HTTP_CONTENT_TYPE);
+        /* A cross-site form cannot send JSON without a CORS preflight. */
+        if (strncasecmp(type, "application/json", 16) != 0)
+            return api_error(wsi, pss, 415, "unsupported_media_type",
+                             "send the sign-in as application/json");
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return api_submit(net, wsi, pss); /* an empty body (logout) */
+    return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
 }
 
 static int api_body(jd_pss *pss, const void *in, size_t len)
@@ -1172,6 +1365,18 @@ static void handle_event(jd_net *net, jd_event *ev)
         jd_log_info("drain: committed; closing %zu connections with 1001", net->n_conns);
         net_set_state(net, JD_NET_CLOSING);
         break;
+    case JD_EV_CHAT_REPLY:
+        jd_chat_on_reply(net->chat, ev->ptr);
+        break;
+    case JD_EV_CHAT_NOTIFY:
+        jd_chat_on_notify(net->chat, (jd_chat_channel)ev->conn_id, ev->client_id);
+        break;
+    case JD_EV_CHAT_RESYNC:
+        jd_chat_on_resync(net->chat);
+        break;
+    case JD_EV_CHAT_TICK:
+        jd_chat_on_tick(net->chat);
+        break;
     }
 }
 
@@ -1261,6 +1466,7 @@ static const struct lws_protocols protocols[] = {
     /* 1 KiB receive buffer: frames are a few hundred bytes, longer ones arrive in fragments and
      * are reassembled, and every idle connection saves 3 KiB (bench/run.sh). */
     {JD_PROTO_SUBPROTOCOL, callback, sizeof(jd_pss), 1024, 0, NULL, 0},
+    {JD_CHAT_AGENT_SUBPROTOCOL, callback, sizeof(jd_pss), 4096, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 /* --- thread --------------------------------------------------------------------------------- */
@@ -1287,9 +1493,35 @@ static void lws_log_to_ours(int level, const char *line)
     jd_log(level & LLL_ERR ? JD_LOG_ERROR : JD_LOG_WARN, 0, NULL, "lws: %.*s", (int)n, line);
 }
 
+/* The chat module's way out: frames to connections, closes, calls to the chat store. */
+static void chat_send(void *arg, uint64_t conn_id, const char *type, const char *frame, size_t len)
+{
+    jd_conn *c = conn_find(arg, conn_id);
+    if (c)
+        conn_send(c, type, frame, len);
+}
+
+static void chat_close(void *arg, uint64_t conn_id, int code, const char *reason)
+{
+    jd_conn *c = conn_find(arg, conn_id);
+    if (c)
+        conn_close(c, code, reason);
+}
+
+static bool chat_submit(void *arg, jd_record *rec)
+{
+    jd_net *net = arg;
+    bool was_empty = false;
+    if (jd_queue_push(net->chatq, &rec, 1, &was_empty) != 1)
+        return false;
+    if (was_empty)
+        net->hooks.wake_chat(net->hooks.arg);
+    return true;
+}
+
 bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, jd_queue *api,
-                  jd_queue *outbound, const jd_net_hooks *hooks, jd_net **out, char *err,
-                  size_t err_len)
+                  jd_queue *chat, jd_queue *outbound, const jd_net_hooks *hooks, jd_net **out,
+                  char *err, size_t err_len)
 {
     jd_net *net = calloc(1, sizeof(*net));
     if (!net) {
@@ -1301,12 +1533,14 @@ bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, j
     net->files = files;
     net->inbound = inbound;
     net->api = api;
+    net->chatq = chat;
     net->outbound = outbound;
     net->hooks = *hooks;
     net->table_size = 1024;
     net->table = calloc(net->table_size, sizeof(*net->table));
     pthread_mutex_init(&net->update_lock, NULL);
-    if (!net->table) {
+    jd_chat_io io = {.send = chat_send, .close = chat_close, .submit = chat_submit, .arg = net};
+    if (!net->table || !jd_chat_create(&io, config->instance, &net->chat)) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
@@ -1424,6 +1658,7 @@ void jd_net_destroy(jd_net **pnet)
             free(e);
         }
     }
+    jd_chat_destroy(&net->chat);
     jd_catalog_free(&net->catalog);
     jd_files_free(&net->files);
     jd_files_free(&net->pending_files);

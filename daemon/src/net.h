@@ -21,17 +21,19 @@ typedef struct jd_net jd_net;
 typedef struct jd_net_hooks {
     void (*wake_store)(void *arg);                           /* inbound got records */
     void (*wake_api)(void *arg);                             /* api queue got a request */
+    void (*wake_chat)(void *arg);                            /* chat queue got a call */
     bool (*db_healthy)(void *arg, char *reason, size_t len); /* for /healthz */
     void (*finished)(void *arg);                             /* the thread is about to exit */
     void *arg;
 } jd_net_hooks;
 
 /* Creates the lws context (binding config->listen) and starts the service thread. files is taken
- * over (may be NULL). inbound (records), api (admin API requests) and outbound are borrowed.
+ * over (may be NULL). inbound (records), api (admin API requests), chat (chat calls and agent
+ * console routes) and outbound are borrowed.
  * Returns false with err filled when the listener cannot be created. */
 bool jd_net_start(const jd_config *config, jd_files *files, jd_queue *inbound, jd_queue *api,
-                  jd_queue *outbound, const jd_net_hooks *hooks, jd_net **out, char *err,
-                  size_t err_len) __attribute__((warn_unused_result));
+                  jd_queue *chat, jd_queue *outbound, const jd_net_hooks *hooks, jd_net **out,
+                  char *err, size_t err_len) __attribute__((warn_unused_result));
 
 /* Thread-safe: the outbound queue has events. */
 void jd_net_wake(jd_net *net);

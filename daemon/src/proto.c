@@ -22,10 +22,10 @@ static const char *const error_names[JD_ERR_COUNT] = {
     "unknown_stage",  "unknown_touchpoint", "unknown_obstacle",
     "out_of_range",   "consent_required",   "rate_limited",
     "store_rejected", "shutting_down",      "frame_too_large",
-    "bad_utf8",       "bad_identity"};
+    "bad_utf8",       "bad_identity",   "chat_forbidden", "chat_rate_limited"};
 
 static const char *const msg_names[JD_MSG_COUNT] = {"hello",   "answer", "touch",
-                                                    "consent", "ping",   "invalid"};
+                                                    "consent", "ping",   "chat", "invalid"};
 
 const char *jd_proto_error_name(jd_error_code code)
 {
@@ -48,6 +48,9 @@ void jd_proto_out_free(jd_proto_out *out)
 {
     jd_buf_free(&out->reply);
     jd_buf_free(&out->record);
+    if (out->chat)
+        json_decref((json_t *)out->chat);
+    out->chat = NULL;
 }
 
 static void set_error(jd_proto_error *err, jd_error_code code, const char *id, const char *field,
@@ -459,9 +462,9 @@ static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_pro
                   s->session_id, s->respondent_id);
     jd_buf_printf(r,
                   "\"consent_mode\":\"%s\",\"collect\":%s,\"max_frame\":%d,"
-                  "\"rate\":{\"per_sec\":%d,\"burst\":%d}}}",
+                  "\"rate\":{\"per_sec\":%d,\"burst\":%d}},\"chat\":{\"enabled\":%s}}",
                   jd_catalog_consent_name(cs->consent_mode), collect ? "true" : "false",
-                  s->max_frame, s->rate_per_sec, s->rate_burst);
+                  s->max_frame, s->rate_per_sec, s->rate_burst, cs->chat ? "true" : "false");
     out->send_surveys = true;
 
     if (collect) {
@@ -955,6 +958,9 @@ bool jd_proto_handle(const jd_catalog *catalog, const char *site_key, jd_proto_s
     for (int i = 0; i < JD_MSG_INVALID; i++)
         if (strcmp(type, msg_names[i]) == 0)
             t = (jd_msg_type)i;
+    /* Every chat.* type goes to the chat module, which knows them; "chat" alone is unknown. */
+    if (t == JD_MSG_CHAT || (strncmp(type, "chat.", 5) == 0 && type[5]))
+        t = strcmp(type, "chat") == 0 ? JD_MSG_INVALID : JD_MSG_CHAT;
     if (t == JD_MSG_INVALID) {
         set_error(err, JD_ERR_UNKNOWN_TYPE, safe_id, "type", "unknown type \"%.32s\"", type);
         goto done;
@@ -996,6 +1002,12 @@ bool jd_proto_handle(const jd_catalog *catalog, const char *site_key, jd_proto_s
         break;
     case JD_MSG_CONSENT:
         ok = handle_consent(session, msg, safe_id, out, err);
+        break;
+    case JD_MSG_CHAT:
+        /* Chat stores personal data like answers do: opt-in sites need consent first. */
+        ok = need_consent(session, safe_id, err);
+        if (ok)
+            out->chat = json_incref(msg);
         break;
     default:
         break;

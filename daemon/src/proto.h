@@ -23,6 +23,7 @@ typedef enum {
     JD_MSG_TOUCH,
     JD_MSG_CONSENT,
     JD_MSG_PING,
+    JD_MSG_CHAT, /* any chat.* frame: shape-checked by the chat module (docs/chat.md) */
     JD_MSG_INVALID, /* anything that failed to decode */
     JD_MSG_COUNT
 } jd_msg_type;
@@ -51,6 +52,8 @@ typedef enum {
     JD_ERR_FRAME_TOO_LARGE,
     JD_ERR_BAD_UTF8,
     JD_ERR_BAD_IDENTITY,
+    JD_ERR_CHAT_FORBIDDEN,
+    JD_ERR_CHAT_RATE_LIMITED,
     JD_ERR_COUNT
 } jd_error_code;
 
@@ -61,7 +64,9 @@ typedef enum {
     JD_REC_ANSWER,
     JD_REC_TOUCH,
     JD_REC_DRAIN, /* never produced by the codec: the network thread's end-of-input marker */
-    JD_REC_API    /* never produced by the codec: an admin API request for jd_api() */
+    JD_REC_API,   /* never produced by the codec: an admin API request for jd_api() */
+    JD_REC_CHAT,  /* never produced by the codec: a chat call for jd_chat_rpc() */
+    JD_REC_CHAT_HTTP /* never produced by the codec: an agent console route, jd_agent_http() */
 } jd_record_kind;
 
 /* Per-connection protocol state. Owned by the connection (net module); zero-initialise it. */
@@ -100,6 +105,7 @@ typedef struct jd_proto_out {
     jd_record_kind record_kind; /* JD_REC_NONE when nothing is stored */
     bool record_acked;          /* the store's commit of record acks `id` to the client */
     jd_buf record;              /* JSON object for the store */
+    void *chat; /* JD_MSG_CHAT: the decoded frame (a json_t *, one reference owned here) */
 } jd_proto_out;
 
 void jd_proto_out_init(jd_proto_out *out);

@@ -42,7 +42,8 @@ typedef enum {
     JD_REQ_CATALOG,
     JD_REQ_BATCH,
     JD_REQ_API,
-    JD_REQ_PURGE
+    JD_REQ_PURGE,
+    JD_REQ_CHAT
 } jd_request_kind;
 
 typedef struct jd_batch {
@@ -64,6 +65,10 @@ typedef struct jd_request {
     jd_record *api;             /* JD_REQ_API: the request, owned */
     jd_http_response *response; /* JD_REQ_API: the answer once its row arrived, owned */
     long purged;                /* JD_REQ_PURGE: rows deleted, -1 until known */
+    char detail[40];            /* the error's DETAIL (a JDnnn error's code) */
+    char hint[40];              /* the error's HINT (a JDnnn error's field) */
+    jd_record *chat;            /* JD_REQ_CHAT: the call, owned */
+    jd_chat_reply *reply;       /* JD_REQ_CHAT: the result once its row arrived, owned */
 } jd_request;
 
 /* A FIFO of batches waiting to be (re)sent, in order. */
@@ -91,6 +96,7 @@ struct jd_store {
     struct event *catalog_ev;
     struct event *retry_events_ev;
     struct event *purge_ev;
+    struct event *tick_ev; /* chat store: presence heartbeats and safety polls */
     int purge_batch;
     long purged_total;
     bool purge_in_flight;
@@ -119,6 +125,8 @@ static void store_pump(jd_store *s);
 static void store_flush_output(jd_store *s);
 static void store_schedule_reconnect(jd_store *s);
 static void complete_purge(jd_store *s, jd_request *req);
+static void complete_chat(jd_store *s, jd_request *req);
+static bool send_chat(jd_store *s, jd_record *rec);
 
 /* --- SQL --------------------------------------------------------------------------------- */
 
@@ -175,6 +183,7 @@ static const char catalog_sql[] =
     " 'id', s.id, 'key', s.key, 'origins', to_json(s.allowed_origins),"
     " 'consent_mode', s.consent_mode, 'redact', s.redact, 'store_ip', s.store_ip,"
     " 'identity_secret', s.identity_secret,"
+    " 'chat', EXISTS (SELECT 1 FROM agents a WHERE a.site_id = s.id AND a.disabled_at IS NULL),"
     " 'rules', (SELECT coalesce(json_agg(json_build_object('kind', r.kind, 'match', r.match,"
     "   'stage', rs.slug, 'touchpoint', rt.slug, 'persona', rp.slug,"
     "   'question_id', (SELECT q.id FROM surveys sv JOIN questions q ON q.survey_id = sv.id"
@@ -264,6 +273,8 @@ static void request_free(jd_request **req)
     free((*req)->catalog_json);
     free((*req)->api);
     free((*req)->response);
+    free((*req)->chat);
+    free((*req)->reply);
     free(*req);
     *req = NULL;
 }
@@ -296,8 +307,9 @@ static void store_set_state(jd_store *s, jd_store_state state, const char *reaso
     s->state = state;
     switch (state) {
     case JD_STORE_READY:
-        jd_log_info("database connection ready (%s)",
-                    s->role == JD_STORE_API ? "admin API" : "ingest");
+        jd_log_info("database connection ready (%s)", s->role == JD_STORE_API    ? "admin API"
+                                                      : s->role == JD_STORE_CHAT ? "chat"
+                                                                                 : "ingest");
         set_health(s, true, NULL);
         break;
     case JD_STORE_DISCONNECTED:
@@ -418,6 +430,22 @@ static bool send_setup(jd_store *s)
             goto fail;
         req->results_pending++;
     }
+    if (s->role == JD_STORE_CHAT) {
+        /* A restarted instance first clears the presence rows its previous run left. */
+        const char *values[1] = {s->config.instance};
+        static const char *const listens[] = {"LISTEN journeyd_chat", "LISTEN journeyd_presence",
+                                              "LISTEN journeyd_agent"};
+        for (size_t i = 0; i < sizeof(listens) / sizeof(listens[0]); i++) {
+            /* Pipeline mode speaks the extended protocol: one statement per query. */
+            if (!PQsendQueryParams(s->conn, listens[i], 0, NULL, NULL, NULL, NULL, 0))
+                goto fail;
+            req->results_pending++;
+        }
+        if (!PQsendQueryParams(s->conn, "SELECT jd_presence_clear_instance($1)", 1, NULL, values,
+                               NULL, NULL, 0))
+            goto fail;
+        req->results_pending++;
+    }
     if (!PQpipelineSync(s->conn))
         goto fail;
     append_request(s, req);
@@ -450,10 +478,14 @@ static bool send_api(jd_store *s, jd_record *rec)
         return false;
     req->kind = JD_REQ_API;
     const char *values[1] = {rec->json};
-    if (!PQsendQueryParams(s->conn,
-                           "SELECT status, content_type, body FROM jd_api($1::json->>0, "
-                           "$1::json->>1, ($1::json->2)::jsonb, $1::json->>3, $1::json->>4)",
-                           1, NULL, values, NULL, NULL, 0) ||
+    /* The agent console's routes are [op, args]; the admin API's [method, path, query, body,
+     * token]. */
+    const char *sql = rec->kind == JD_REC_CHAT_HTTP
+                          ? "SELECT status, content_type, body, cookie FROM "
+                            "jd_agent_http($1::json->>0, ($1::json->1)::jsonb)"
+                          : "SELECT status, content_type, body FROM jd_api($1::json->>0, "
+                            "$1::json->>1, ($1::json->2)::jsonb, $1::json->>3, $1::json->>4)";
+    if (!PQsendQueryParams(s->conn, sql, 1, NULL, values, NULL, NULL, 0) ||
         !PQpipelineSync(s->conn)) {
         free(req);
         return false;
@@ -632,11 +664,22 @@ static void store_pump(jd_store *s)
     }
     /* Outbound backlog means the network thread is behind; stop producing acks until it
      * catches up, which also stops reading records. */
-    while (s->role == JD_STORE_API && s->batches_in_flight < 16) {
+    while (s->role != JD_STORE_INGEST &&
+           s->batches_in_flight < (s->role == JD_STORE_CHAT ? 64 : 16)) {
         jd_record *rec;
         bool unblocked;
         if (jd_queue_pop(s->inbound, &rec, 1, &unblocked) != 1)
             break;
+        if (rec->kind == JD_REC_CHAT) {
+            if (!send_chat(s, rec)) {
+                jd_request failed = {.kind = JD_REQ_CHAT, .chat = rec, .failed = true};
+                snprintf(failed.error, sizeof(failed.error), "database unavailable");
+                complete_chat(s, &failed);
+                free(rec);
+                break;
+            }
+            continue;
+        }
         if (!send_api(s, rec)) {
             respond_api(s, rec, 503, "application/json",
                         "{\"error\":{\"code\":\"unavailable\",\"message\":\"database "
@@ -748,6 +791,13 @@ static void complete_request(jd_store *s, jd_request *req)
                      req->error);
             return;
         }
+        /* LISTEN is in place: whatever was notified before it must be polled for. */
+        if (s->role == JD_STORE_CHAT)
+            emit(s, JD_EV_CHAT_RESYNC, NULL, NULL);
+        break;
+    case JD_REQ_CHAT:
+        s->batches_in_flight--;
+        complete_chat(s, req);
         break;
     case JD_REQ_CATALOG:
         complete_catalog(s, req);
@@ -782,6 +832,82 @@ static void complete_request(jd_store *s, jd_request *req)
     }
 }
 
+/* Hands a chat call's outcome to the network thread. A JDnnn error carries its code in DETAIL
+ * and its field in HINT (sql/020_chat.sql); data errors (classes 22, 23) are the client's;
+ * anything else is ours, and the client may resend (every chat write is idempotent). */
+static void complete_chat(jd_store *s, jd_request *req)
+{
+    jd_chat_reply *r = req->reply;
+    req->reply = NULL;
+    if (req->failed || !r) {
+        free(r);
+        r = jd_chat_reply_new(req->chat->conn_id, req->chat->tag, "", 0);
+        if (!r)
+            jd_fatal("out of memory answering a chat call");
+        const char *code = "unavailable";
+        const char *message = "the server could not do this now; resend";
+        if (req->failed && strncmp(req->sqlstate, "JD", 2) == 0 && req->detail[0]) {
+            code = req->detail;
+            message = req->error;
+        } else if (req->failed && is_data_error(req->sqlstate)) {
+            code = "bad_field";
+            message = req->error;
+        } else {
+            jd_log_warn("chat call failed: %s (%s)", req->failed ? req->error : "no row",
+                        req->sqlstate);
+        }
+        snprintf(r->code, sizeof(r->code), "%s", code);
+        snprintf(r->field, sizeof(r->field), "%s", req->hint);
+        snprintf(r->message, sizeof(r->message), "%.199s", message);
+        r->err = r->code;
+    }
+    jd_event ev = {.kind = JD_EV_CHAT_REPLY, .conn_id = r->conn_id, .ptr = r};
+    if (!queue_event(s, &ev))
+        jd_fatal("out of memory queueing a chat reply");
+}
+
+/* The record's JSON is [op, ctx, args]. */
+static bool send_chat(jd_store *s, jd_record *rec)
+{
+    jd_request *req = calloc(1, sizeof(*req));
+    if (!req)
+        return false;
+    req->kind = JD_REQ_CHAT;
+    const char *values[1] = {rec->json};
+    if (!PQsendQueryParams(s->conn,
+                           "SELECT jd_chat_rpc($1::json->>0, ($1::json->1)::jsonb, "
+                           "($1::json->2)::jsonb)",
+                           1, NULL, values, NULL, NULL, 0) ||
+        !PQpipelineSync(s->conn)) {
+        free(req);
+        return false;
+    }
+    req->results_pending = 1;
+    req->chat = rec;
+    append_request(s, req);
+    s->batches_in_flight++;
+    return true;
+}
+
+/* Wake-ups from other instances (and this one): only ids travel, the data is polled. */
+static void drain_notifications(jd_store *s)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(s->conn)) != NULL) {
+        jd_event ev = {.kind = JD_EV_CHAT_NOTIFY};
+        if (strcmp(n->relname, "journeyd_presence") == 0)
+            ev.conn_id = JD_CHAT_CHANNEL_PRESENCE;
+        else if (strcmp(n->relname, "journeyd_agent") == 0)
+            ev.conn_id = JD_CHAT_CHANNEL_AGENT;
+        else
+            ev.conn_id = JD_CHAT_CHANNEL_CHAT;
+        snprintf(ev.client_id, sizeof(ev.client_id), "%s", n->extra ? n->extra : "");
+        PQfreemem(n);
+        if (!queue_event(s, &ev))
+            jd_fatal("out of memory queueing a chat notification");
+    }
+}
+
 static void note_result(jd_request *req, PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -791,6 +917,10 @@ static void note_result(jd_request *req, PGresult *res)
         snprintf(req->sqlstate, sizeof(req->sqlstate), "%s", state ? state : "");
         const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
         snprintf(req->error, sizeof(req->error), "%s", msg ? msg : PQresultErrorMessage(res));
+        const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+        const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+        snprintf(req->detail, sizeof(req->detail), "%s", detail ? detail : "");
+        snprintf(req->hint, sizeof(req->hint), "%s", hint ? hint : "");
     } else if (st == PGRES_PIPELINE_ABORTED && !req->failed) {
         req->failed = true;
         snprintf(req->error, sizeof(req->error), "pipeline aborted");
@@ -800,9 +930,18 @@ static void note_result(jd_request *req, PGresult *res)
     } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_PURGE && PQntuples(res) == 1) {
         req->purged = atol(PQgetvalue(res, 0, 0));
     } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_API && PQntuples(res) == 1 &&
-               PQnfields(res) == 3 && !req->response) {
+               PQnfields(res) >= 3 && !req->response) {
         req->response = jd_http_response_new(atoi(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1),
                                              PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
+        if (req->response && PQnfields(res) == 4 && !PQgetisnull(res, 0, 3)) {
+            req->response->set_cookie = true;
+            snprintf(req->response->cookie, sizeof(req->response->cookie), "%s",
+                     PQgetvalue(res, 0, 3));
+        }
+    } else if (st == PGRES_TUPLES_OK && req->kind == JD_REQ_CHAT && PQntuples(res) == 1 &&
+               !req->reply) {
+        req->reply = jd_chat_reply_new(req->chat->conn_id, req->chat->tag, PQgetvalue(res, 0, 0),
+                                       (size_t)PQgetlength(res, 0, 0));
     }
 }
 
@@ -812,6 +951,8 @@ static bool read_results(jd_store *s)
 {
     if (!PQconsumeInput(s->conn))
         return false;
+    if (s->role == JD_STORE_CHAT)
+        drain_notifications(s);
     while (s->head && !PQisBusy(s->conn)) {
         PGresult *res = PQgetResult(s->conn);
         jd_request *req = s->head;
@@ -887,6 +1028,13 @@ static void drop_connection(jd_store *s, const char *why)
             respond_api(s, r->api, 503, "application/json",
                         "{\"error\":{\"code\":\"unavailable\",\"message\":\"database "
                         "connection lost; retry\"}}");
+        if (r->kind == JD_REQ_CHAT) {
+            /* The outcome is unknown; the client resends and the call is idempotent. */
+            r->failed = true;
+            r->sqlstate[0] = '\0';
+            snprintf(r->error, sizeof(r->error), "database connection lost");
+            complete_chat(s, r);
+        }
         request_free(&r);
     }
     s->tail = NULL;
@@ -1094,6 +1242,13 @@ void jd_store_reload_catalog(jd_store *s)
     on_catalog_timer(-1, 0, s);
 }
 
+static void on_chat_tick(evutil_socket_t fd, short what, void *arg)
+{
+    jd_store *s = arg;
+    emit(s, JD_EV_CHAT_TICK, NULL, NULL);
+    flush_events(s);
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     store_pump(arg);
@@ -1150,9 +1305,14 @@ bool jd_store_create(struct event_base *base, jd_store_role role, const jd_confi
     s->catalog_ev = event_new(base, -1, EV_PERSIST, on_catalog_timer, s);
     s->retry_events_ev = evtimer_new(base, on_retry_events, s);
     s->purge_ev = evtimer_new(base, on_purge_timer, s);
+    s->tick_ev = event_new(base, -1, EV_PERSIST, on_chat_tick, s);
     if (!s->conninfo || !s->pop_buf || !s->wake_ev || !s->reconnect_ev || !s->catalog_ev ||
-        !s->retry_events_ev || !s->purge_ev)
+        !s->retry_events_ev || !s->purge_ev || !s->tick_ev)
         goto fail;
+    if (role == JD_STORE_CHAT) {
+        struct timeval tick = {10, 0};
+        event_add(s->tick_ev, &tick);
+    }
     set_health(s, false, "connecting to the database");
     struct timeval tv = {config->catalog_refresh, 0};
     event_add(s->catalog_ev, &tv);
@@ -1175,7 +1335,7 @@ void jd_store_destroy(jd_store **store)
     }
     store_set_state(s, JD_STORE_CLOSED, NULL);
     struct event **evs[] = {&s->read_ev,    &s->write_ev, &s->wake_ev,        &s->reconnect_ev,
-                            &s->catalog_ev, &s->purge_ev, &s->retry_events_ev};
+                            &s->catalog_ev, &s->purge_ev, &s->retry_events_ev, &s->tick_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (*evs[i]) {
             event_free(*evs[i]);
@@ -1198,7 +1358,8 @@ void jd_store_destroy(jd_store **store)
     for (size_t i = 0; i < s->n_pending_events; i++)
         if (s->pending_events[i].kind == JD_EV_CATALOG)
             jd_catalog_free((jd_catalog **)&s->pending_events[i].ptr);
-        else if (s->pending_events[i].kind == JD_EV_HTTP)
+        else if (s->pending_events[i].kind == JD_EV_HTTP ||
+                 s->pending_events[i].kind == JD_EV_CHAT_REPLY)
             free(s->pending_events[i].ptr);
     free(s->pending_events);
     free(s->pop_buf);

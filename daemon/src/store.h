@@ -18,8 +18,10 @@ typedef struct jd_store jd_store;
 
 /* An ingest store only writes records in group commits; an API store answers admin API requests
  * (JD_REC_API) one by one, loads the catalog and runs the retention purge on its own connection,
- * so neither a slow export nor a catalog reload ever delays an ingest COMMIT. */
-typedef enum { JD_STORE_INGEST = 0, JD_STORE_API } jd_store_role;
+ * so neither a slow export nor a catalog reload ever delays an ingest COMMIT. A chat store runs
+ * live chat calls (JD_REC_CHAT: jd_chat_rpc, JD_REC_CHAT_HTTP: jd_agent_http), each in its own
+ * transaction, LISTENs for the chat notifications and ticks every 10 s (docs/chat.md). */
+typedef enum { JD_STORE_INGEST = 0, JD_STORE_API, JD_STORE_CHAT } jd_store_role;
 
 /* Called from the store thread when events were pushed to an empty outbound queue. */
 typedef void (*jd_store_wake_fn)(void *arg);

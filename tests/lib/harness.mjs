@@ -60,7 +60,7 @@ export function journeydBin() {
 // Schemas
 
 export const CLIENT_TYPES = ['hello', 'answer', 'touch', 'consent', 'ping'];
-export const SERVER_TYPES = ['welcome', 'survey', 'ack', 'error', 'pong'];
+export const SERVER_TYPES = ['welcome', 'survey', 'ack', 'error', 'pong', 'chat.opened', 'chat.resumed', 'chat.message', 'chat.typing', 'chat.receipt', 'chat.status', 'chat.presence'];
 const SCHEMA_DIR = path.join(ROOT, 'proto', 'schema');
 
 let validators = null;

@@ -52,6 +52,7 @@ static const struct {
     {"trusted_proxies", "--trusted-proxies", "JOURNEYD_TRUSTED_PROXIES", false},
     {"purge_interval", "--purge-interval", "JOURNEYD_PURGE_INTERVAL", false},
     {"log_level", "--log-level", "JOURNEYD_LOG_LEVEL", false},
+    {"instance", "--instance", "JOURNEYD_INSTANCE", true},
     {"log_format", "--log-format", "JOURNEYD_LOG_FORMAT", false},
 };
 #define SPEC_COUNT (sizeof(spec) / sizeof(spec[0]))
