@@ -1249,9 +1249,15 @@ static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *pa
             return api_error(wsi, pss, 415, "unsupported_media_type",
                              "send the sign-in as application/json");
     }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
-        return api_submit(net, wsi, pss); /* an empty body (logout) */
-    return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+        return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
+    if (strcmp(a->agent_op, "login") == 0) {
+        /* lws 4.1 does not decode chunked request bodies (see api_begin). */
+        pss->http.close_after = true;
+        return api_error(wsi, pss, 411, "length_required",
+                         "send the sign-in with a Content-Length header");
+    }
+    return api_submit(net, wsi, pss); /* logout: no body */
 }
 
 static int api_body(jd_pss *pss, const void *in, size_t len)
