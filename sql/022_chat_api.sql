@@ -979,12 +979,16 @@ BEGIN
         PERFORM jd__fail(400, 'invalid_value', 'role must be admin or agent', 'role');
     END IF;
     IF body ?| ARRAY['email', 'name', 'role'] THEN
-        UPDATE agents a
-           SET email = coalesce(btrim(body ->> 'email'), a.email),
-               name = coalesce(btrim(body ->> 'name'), a.name),
-               role = coalesce(body ->> 'role', a.role),
-               updated_at = now()
-         WHERE a.id = aid;
+        BEGIN
+            UPDATE agents a
+               SET email = coalesce(btrim(body ->> 'email'), a.email),
+                   name = coalesce(btrim(body ->> 'name'), a.name),
+                   role = coalesce(body ->> 'role', a.role),
+                   updated_at = now()
+             WHERE a.id = aid;
+        EXCEPTION WHEN unique_violation THEN
+            PERFORM jd__fail(409, 'conflict', 'an agent with this e-mail exists on this site', 'email');
+        END;
     END IF;
     IF body ? 'password' THEN
         PERFORM jd_agent_set_password(aid, body ->> 'password');
