@@ -813,7 +813,7 @@ void jd_chat_visitor_frame(jd_chat *chat, uint64_t conn_id, const jd_proto_sessi
         static const char *const keys[] = {"text", NULL};
         if (!(conv = watched_conv(chat, c, msg, id)) ||
             !check_int(chat, c, msg, id, "emotion", false, 1, 5) ||
-            !check_int(chat, c, msg, id, "score", false, 0, 10) ||
+            !check_int(chat, c, msg, id, "score", false, 1, 5) ||
             !check_strings(chat, c, msg, id, keys))
             return;
         static const char *const args_keys[] = {"conversation", "emotion", "score", "text", NULL};

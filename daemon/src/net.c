@@ -95,6 +95,7 @@ typedef struct jd_api_call {
     jd_buf body;
     bool too_large;
     bool bad_query;
+    bool answered; /* an error went out before the body was read: ignore the body */
     jd_http_response *response; /* owned; the body being written points into it */
 } jd_api_call;
 
@@ -1048,6 +1049,8 @@ static void api_release(jd_net *net, jd_pss *pss)
 static int api_error(struct lws *wsi, jd_pss *pss, unsigned int status, const char *code,
                      const char *message)
 {
+    if (pss->api)
+        pss->api->answered = true;
     jd_buf b;
     jd_buf_init(&b);
     jd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", code);
@@ -1066,6 +1069,8 @@ static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
     jd_api_call *a = pss->api;
     if (!a)
         return -1;
+    if (a->answered)
+        return 0;
     if (a->too_large)
         return api_error(wsi, pss, 413, "too_large", "request body over 1 MiB");
     if (a->bad_query)
@@ -1210,6 +1215,8 @@ static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *pa
         }
     bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    /* Refused before its body is read, a request leaves the connection unusable. */
+    pss->http.close_after = post;
     snprintf(a->method, sizeof(a->method), "%s", post ? "POST" : "GET");
     if (!want || (strcmp(want, "POST") == 0 ? !post : !get)) {
         char why[64];
@@ -1226,8 +1233,10 @@ static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *pa
     static const char *const names[] = {"conversation=", "format=", "redact="};
     bool first = true;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char value[128];
-        if (!lws_get_urlarg_by_name(wsi, names[i], value, sizeof(value)))
+        char buf[160];
+        /* lws returns a pointer past "name=" inside buf, not the value at buf's start. */
+        const char *value = lws_get_urlarg_by_name(wsi, names[i], buf, sizeof(buf));
+        if (!value)
             continue;
         if (!first)
             jd_buf_puts(&a->query, ",");
@@ -1249,14 +1258,16 @@ static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *pa
             return api_error(wsi, pss, 415, "unsupported_media_type",
                              "send the sign-in as application/json");
     }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        pss->http.close_after = false;
         return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
+    }
     if (strcmp(a->agent_op, "login") == 0) {
         /* lws 4.1 does not decode chunked request bodies (see api_begin). */
-        pss->http.close_after = true;
         return api_error(wsi, pss, 411, "length_required",
                          "send the sign-in with a Content-Length header");
     }
+    pss->http.close_after = false;
     return api_submit(net, wsi, pss); /* logout: no body */
 }
 
