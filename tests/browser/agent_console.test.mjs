@@ -3,7 +3,6 @@
 // escaping of visitor text (page and HTML transcript), replies, notes, canned responses and
 // research coding of a span (message_codes and chat_evidence rows), keyboard only.
 import assert from 'node:assert/strict';
-import { before } from 'node:test';
 import { readFileSync } from 'node:fs';
 import { setup, waitFor, sleep, SITE_KEY, cspViolations } from './lib.mjs';
 import { uuid, httpRequest } from '../lib/harness.mjs';
@@ -15,7 +14,11 @@ const SITE_B = 'site-b-key-0002';
 const PW = 'correct horse battery';
 const ids = {};
 
-before(async () => {
+// Agents, canned responses and site B, created once before the file's daemon starts (the
+// catalog's chat flag needs an agent account; site B must be in the catalog).
+let ready = null;
+const init = () => (ready ??= makeFixtures());
+async function makeFixtures() {
   const cat = await h.catalog();
   ids.siteA = cat.siteId;
   const q = (sql, p) => h.pg.query(sql, p).then((r) => r.rows);
@@ -27,7 +30,8 @@ before(async () => {
     (await q("INSERT INTO sites (key, name, allowed_origins, consent_mode) VALUES ($1, 'Other shop', ARRAY['https://shop.example'], 'none-required') RETURNING id", [SITE_B]))[0].id,
   );
   ids.bea = Number((await q("SELECT jd_agent_create($1, 'bea@other.example', 'Bea', 'admin', $2) AS id", [ids.siteB, PW]))[0].id);
-});
+  return env.daemon();
+}
 
 // A visitor on a real journey.v1 WebSocket: hello, chat.open, then say(text) -> seq.
 async function visitor(d, { site = SITE_KEY, email, stage, touchpoint, url = 'https://shop.example/cart' } = {}) {
@@ -98,7 +102,7 @@ const shown = (page) =>
   page.locator('#transcript li.msg:not(.pending)').evaluateAll((ls) => ls.map((l) => ({ seq: Number(l.dataset.seq), body: l.querySelector('.body').textContent, note: l.classList.contains('note') })));
 
 h.test('sign-in: a wrong password shows the error, the right one opens the console; the cookie is HttpOnly', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const page = await consolePage();
   await page.goto(`${d.url}/agent`);
   assert.match(page.url(), /\/agent\/index\.html$/, '/agent redirects to the page');
@@ -153,7 +157,7 @@ h.test('sign-in: a wrong password shows the error, the right one opens the conso
 });
 
 h.test('sign-out ends the session: the socket closes, /agent/me is 401, presence goes offline', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const page = await consolePage();
   await signIn(page, d, { email: 'ben@shop.example' });
   await waitFor(async () => (await h.pg.query('SELECT jd_agents_online($1) AS o', [ids.siteA])).rows[0].o.some((a) => Number(a.id) === ids.ben), { what: 'Ben online' });
@@ -173,7 +177,7 @@ h.test('sign-out ends the session: the socket closes, /agent/me is 401, presence
 });
 
 h.test('a session ended elsewhere (logout with the same cookie) closes the console socket with 1008 and shows the form', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const page = await consolePage();
   await signIn(page, d, { email: 'ben@shop.example' });
   const cookie = (await page.context().cookies()).find((c) => c.name === 'jd_agent');
@@ -185,7 +189,7 @@ h.test('a session ended elsewhere (logout with the same cookie) closes the conso
 });
 
 h.test('site isolation: an agent of site A never sees site B’s conversation (inbox, updates, open, transcript)', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const page = await consolePage();
   await signIn(page, d);
   const b = await visitor(d, { site: SITE_B, email: 'secret@other.example' });
@@ -222,7 +226,7 @@ h.test('site isolation: an agent of site A never sees site B’s conversation (i
 });
 
 h.test('visitor HTML is text: <img onerror> shows literally, runs nothing, and is escaped in the HTML transcript', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const XSS = '<img src=x onerror=alert(1)>';
   const v = await visitor(d, { email: 'xss@example.com', stage: 'purchase', touchpoint: 'website' });
   await v.say(XSS);
@@ -273,7 +277,7 @@ h.test('visitor HTML is text: <img onerror> shows literally, runs nothing, and i
 });
 
 h.test('replies, notes and canned responses reach the database and the visitor (not the notes); close', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const v = await visitor(d, { email: 'reply@example.com' });
   await v.say('Does it ship on Sunday?');
   const page = await consolePage();
@@ -342,7 +346,7 @@ h.test('replies, notes and canned responses reach the database and the visitor (
 });
 
 h.test('coding a span (code points, emoji before it) makes a message_codes row and a chat_evidence row; revise, history, retract', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const cat = await h.catalog();
   const BODY = 'Delivery 🚚📦 costs £9.99, that is too much for socks';
   const QUOTE = 'costs £9.99';
@@ -444,7 +448,7 @@ h.test('coding a span (code points, emoji before it) makes a message_codes row a
 });
 
 h.test('keyboard only: sign in, choose the tab, open a conversation, reply, code the whole message', async () => {
-  const d = await env.daemon();
+  const d = await init();
   const v = await visitor(d, { email: 'keys@example.com', stage: 'purchase', touchpoint: 'website' });
   await v.say('Typed by a keyboard user');
   const page = await consolePage();

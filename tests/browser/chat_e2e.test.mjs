@@ -3,7 +3,7 @@
 // through a TCP proxy that can cut the network; the agent is the console (/agent) in another
 // Chromium context on instance B. Messages cross instances through LISTEN/NOTIFY + jd_chat_poll.
 import assert from 'node:assert/strict';
-import { before, after } from 'node:test';
+import { after } from 'node:test';
 import { setup, waitFor, sleep, tcpProxy, allowOrigin, cspViolations } from './lib.mjs';
 
 const env = setup(import.meta.url);
@@ -13,7 +13,9 @@ const PW = 'correct horse battery';
 const ids = {};
 let A, B, proxy, agentPage;
 
-before(async () => {
+let ready = null;
+const init = () => (ready ??= makeFixtures());
+async function makeFixtures() {
   const cat = await h.catalog();
   ids.site = cat.siteId;
   // An enabled agent account turns chat on for the site (the catalog's chat flag): create it
@@ -24,7 +26,7 @@ before(async () => {
   A = await h.startDaemon({ args: ['--static-dir', env.dist] });
   B = await h.startDaemon({ args: ['--static-dir', env.dist] });
   proxy.target = A.port;
-});
+}
 
 after(async () => {
   if (proxy) await proxy.close();
@@ -99,6 +101,7 @@ const conversationOf = async (email) => (await h.pg.query('SELECT * FROM convers
 // ---- tests ---------------------------------------------------------------------------------------
 
 h.test('offline: nobody online, the visitor leaves a message and an e-mail; the agent finds it later in Waiting', async () => {
+  await init();
   const online = (await h.pg.query('SELECT jd_agents_online($1) AS o', [ids.site])).rows[0].o;
   assert.deepEqual(online, [], 'no agent online yet');
   const page = await visitorPage();
@@ -139,6 +142,7 @@ h.test('offline: nobody online, the visitor leaves a message and an e-mail; the 
 });
 
 h.test('full conversation across two instances: typing, receipts, notes, coding, a cut connection, presence', async () => {
+  await init();
   const cat = await h.catalog();
   agentPage = await env.page();
   agentPage.dialogs = [];

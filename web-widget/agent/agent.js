@@ -440,12 +440,14 @@
     for (const [id, o] of S.outbox) if (o.f.type === 'inbox' || o.f.type === 'codes.history' || o.f.type === 'canned') S.outbox.delete(id)
     requestInbox()
     if (S.conv) openOnSocket(S.conv.id, S.conv.maxSeq)
-    else {
-      // A link to one conversation: /agent/index.html#c=UUID
-      const m = /^#c=([0-9a-fA-F-]{36})$/.exec(location.hash)
-      if (m) openConversation(m[1].toLowerCase(), null)
-    }
+    else fromHash()
     pump()
+  }
+
+  // A link to one conversation: /agent/index.html#c=UUID
+  function fromHash() {
+    const m = /^#c=([0-9a-fA-F-]{36})$/.exec(location.hash)
+    if (m && S.agent && !S.stopped && !(S.conv && S.conv.id === m[1].toLowerCase())) openConversation(m[1].toLowerCase(), null)
   }
 
   // Optional catalog in welcome / conversation frames: obstacles, stages, touchpoints, personas as
@@ -1434,6 +1436,7 @@
       clearTimeout(S.selTimer)
       S.selTimer = setTimeout(captureSelection, 200)
     })
+    window.addEventListener('hashchange', fromHash)
     window.addEventListener('focus', markSeen)
     document.addEventListener('visibilitychange', markSeen)
     window.addEventListener('online', () => {
