@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import { after } from 'node:test';
 import { setup, waitFor, sleep, journeyErrors, cspViolations, tcpProxy, allowOrigin, SITE_KEY } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
@@ -25,6 +26,33 @@ let agentId;
 function chatDaemon() {
   if (!daemonP) daemonP = h.startDaemon({ args: ['--static-dir', env.dist, '--catalog-refresh', '1'] });
   return daemonP;
+}
+
+// A host page on its own origin (a real local server: Chromium's local-network checks block a
+// routed page from opening a socket to 127.0.0.1), embedding widget.js from the daemon under a
+// strict CSP with Trusted Types. /off has data-chat="off" on the script tag.
+let hostP;
+let hostSrv;
+after(() => hostSrv && new Promise((r) => hostSrv.close(r)));
+function hostPage(d) {
+  hostP ??= (async () => {
+    const srv = (hostSrv = http.createServer((req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.setHeader(
+        'content-security-policy',
+        `default-src 'none'; script-src ${d.url}; connect-src ${d.url.replace('http', 'ws')}; require-trusted-types-for 'script'; trusted-types journeyd`,
+      );
+      const off = req.url === '/off' ? ' data-chat="off"' : '';
+      res.end(`<!doctype html><html lang="en"><head><title>Host shop</title></head><body><main><h1>Host shop</h1></main>
+        <script async src="${d.url}/widget.js" data-site="${SITE_KEY}"${off}></script></body></html>`);
+    }));
+    await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${srv.address().port}`;
+    await allowOrigin(h, url);
+    await sleep(1500); // the catalog refresh picks up the new origin
+    return url;
+  })();
+  return hostP;
 }
 
 const q = (sql, params) => h.pg.query(sql, params).then((r) => r.rows);
@@ -64,7 +92,7 @@ const bubbles = (page) =>
   page.evaluate(() => {
     const r = document.querySelector('[data-journey=chat]')?.shadowRoot;
     return r
-      ? [...r.querySelectorAll('.lg li')].map((li) => ({
+      ? [...r.querySelectorAll('.lg .g')].map((li) => ({
           seq: li.dataset.s ? Number(li.dataset.s) : null,
           body: li.querySelector('.bb').textContent,
           meta: li.querySelector('.mt').textContent,
@@ -145,17 +173,11 @@ h.test('the launcher appears only when the site has an agent, and never with dat
   await page.context().close();
 
   // data-chat="off" on the script tag: no launcher, no chat.js, although the site has chat.
+  const host = await hostPage(d);
   const off = await env.page();
   const offLoads = [];
   off.on('request', (r) => r.url().includes('/chat.js') && offLoads.push(r.url()));
-  await off.route(`${d.url}/chat-off.html`, (route) =>
-    route.fulfill({
-      contentType: 'text/html',
-      body: `<!doctype html><html lang="en"><head><title>No chat</title></head><body><main><h1>No chat here</h1></main>
-        <script async src="/widget.js" data-site="${SITE_KEY}" data-chat="off"></script></body></html>`,
-    }),
-  );
-  await off.goto(`${d.url}/chat-off.html`);
+  await off.goto(`${host}/off`);
   const w3 = await waitFor(() => off.frames_.received.find((f) => f.type === 'welcome'), { what: 'welcome' });
   assert.deepEqual(w3.chat, { enabled: true });
   await sleep(800);
@@ -322,15 +344,15 @@ h.test('an outage: the unacked message is resent once after chat.resume; a reloa
   proxy.restore();
   await acked(page, third.id);
   await acked(page, f2.id);
-  const after = page.frames_.sent.slice(sentBefore);
-  const resume = after.find((x) => x.type === 'chat.resume');
+  const since = page.frames_.sent.slice(sentBefore);
+  const resume = since.find((x) => x.type === 'chat.resume');
   assert.ok(resume, 'chat.resume after the reconnect');
   assert.equal(resume.conversation, conv);
   assert.match(resume.token, /^jdc_/);
   assert.ok(resume.after_seq >= (await messages(conv)).find((m) => m.client_id === f1.id).seq, 'after_seq is the highest seq seen');
-  const resent = after.filter((x) => x.type === 'chat.message');
+  const resent = since.filter((x) => x.type === 'chat.message');
   assert.ok(resent.length >= 2);
-  assert.ok(after.indexOf(resume) < after.indexOf(resent[0]), 'messages are resent only after the resume');
+  assert.ok(since.indexOf(resume) < since.indexOf(resent[0]), 'messages are resent only after the resume');
   const ack2 = page.frames_.received.filter((x) => x.type === 'ack' && x.ids.includes(f2.id)).pop();
   assert.equal(ack2.seq[f2.id], (await messages(conv)).find((m) => m.client_id === f2.id).seq, 'the resend is acked with the first seq');
   const rows = await messages(conv);
@@ -450,23 +472,10 @@ h.test('axe: the open panel with messages, the offline form and the rating', asy
   await page.context().close();
 });
 
-h.test('cross-origin embed under Trusted Types: chat.js loads through the journeyd policy', async (t) => {
+h.test('cross-origin embed under Trusted Types: chat.js loads through the journeyd policy', async () => {
   const d = await chatDaemon();
   await ensureAgent();
-  const srv = http.createServer((req, res) => {
-    res.setHeader('content-type', 'text/html');
-    res.setHeader(
-      'content-security-policy',
-      `default-src 'none'; script-src ${d.url}; connect-src ${d.url.replace('http', 'ws')}; require-trusted-types-for 'script'; trusted-types journeyd`,
-    );
-    res.end(`<!doctype html><html lang="en"><head><title>Host shop</title></head><body><main><h1>Host shop</h1></main>
-      <script async src="${d.url}/widget.js" data-site="${SITE_KEY}"></script></body></html>`);
-  });
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise((r) => srv.close(r)));
-  const host = `http://127.0.0.1:${srv.address().port}`;
-  await allowOrigin(h, host);
-  await sleep(1500);
+  const host = await hostPage(d);
   const page = await env.page();
   await page.goto(host);
   await launcher(page).waitFor({ timeout: 15000 });

@@ -22,8 +22,8 @@ export function chat(x) {
   const MP = 'journey.m.' + x.site + '.'
   const [L0, lg, dir] = locale(x.lang())
   const L = T[lg] || T.en
-  const seen = new Map() // seq -> <li>
-  const pend = new Map() // client id -> <li> of a message not stored yet
+  const seen = new Map() // seq -> message element
+  const pend = new Map() // client id -> element of a message not stored yet
   const sent = new Map() // frame id -> when it was sent on this connection
   let S = load()
   let presence = x.online == null ? null : { online: x.online }
@@ -36,7 +36,7 @@ export function chat(x) {
   let dSent = 0 // how far "delivered" / "read" have been reported
   let rSent = 0
   let unread = 0
-  let mine // [seq, <li>] of the visitor's latest stored message: it carries the receipt
+  let mine // [seq, element] of the visitor's latest stored message: it carries the receipt
   let rc = {} // how far the agents have received (d) and read (r) the visitor's messages
 
   // ---- the launcher and the panel ---------------------------------------------------------------
@@ -51,7 +51,7 @@ export function chat(x) {
   const btn = h('button', { class: 'cl' + side, type: 'button', lang: lg, 'aria-expanded': 'false', 'aria-controls': 'cp', onclick: () => toggle(panel.hidden) }, icon, L.chat, badge)
   const pres = h('p', { class: 'ps' })
   const end = h('button', { class: 'lk', type: 'button', hidden: true, onclick: close }, L.end)
-  const log = h('ol', { class: 'lg', role: 'log', 'aria-label': L.msgs, tabindex: 0 })
+  const log = h('div', { class: 'lg', role: 'log', 'aria-label': L.msgs, tabindex: 0 })
   const typing = h('p', { class: 'tp', role: 'status' })
   const note = h('p', { class: 'nt', hidden: true }, L.offn)
   const em = h('input', { id: 'em', type: 'email', autocomplete: 'email', maxlength: 254, 'aria-describedby': 'sy' })
@@ -225,7 +225,7 @@ export function chat(x) {
   function item(m, me) {
     const sys = m.sender === 'system'
     return h(
-      'li',
+      'div',
       { class: 'g' + (me ? ' me' : sys ? ' sy' : '') },
       h('span', { class: me || sys ? 'sr' : 'wh' }, me ? L.you + ': ' : sys ? '' : (m.agent && m.agent.name) || L.agent),
       h('span', { class: 'bb', dir: 'auto' }, m.body), // text only: a Text node, never markup

@@ -60,7 +60,7 @@ max-height:min(560px,calc(100vh - 96px));box-shadow:0 10px 32px rgba(0,0,0,.28);
 .tt{flex:1}
 .ps,.wh,.mt,.nt,.ef label,.lk{font-size:13px}
 .lk{border:0;background:none;cursor:pointer;text-decoration:underline;padding:4px}
-.lg{list-style:none;padding:12px 14px;overflow:auto;flex:1;min-height:140px;display:flex;flex-direction:column;gap:8px}
+.lg{padding:12px 14px;overflow:auto;flex:1;min-height:140px;display:flex;flex-direction:column;gap:8px}
 .g{max-width:85%;display:flex;flex-direction:column;align-self:flex-start}
 .me{align-self:flex-end;align-items:flex-end}
 .sy{align-self:center;font-style:italic;text-align:center}
