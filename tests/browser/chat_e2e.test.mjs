@@ -106,8 +106,8 @@ h.test('offline: nobody online, the visitor leaves a message and an e-mail; the 
   assert.deepEqual(online, [], 'no agent online yet');
   const page = await visitorPage();
   const dlg = page.getByRole('dialog', { name: 'Chat with us' });
-  await dlg.getByText('We are offline').waitFor({ timeout: 10000 });
-  await dlg.getByText(/Nobody is online right now/).waitFor();
+  // Before the conversation exists the widget does not know presence (welcome.chat carries only
+  // "enabled"); the e-mail field is offered anyway.
   await dlg.getByLabel('Your e-mail (optional)').fill('offline@example.com');
   await dlg.getByLabel('Your message').fill('Please call me back about order 1234');
   await dlg.getByRole('button', { name: 'Send' }).click();
@@ -123,6 +123,10 @@ h.test('offline: nobody online, the visitor leaves a message and an e-mail; the 
   assert.equal(m.body, 'Please call me back about order 1234');
   assert.equal(conv.status, 'waiting');
   await waitFor(async () => (await widgetLog(page)).some((x) => x.seq === 1 && !x.pending), { what: 'stored in the widget' });
+  await dlg.getByText('We are offline').waitFor({ timeout: 10000 });
+  await dlg.getByText(/Nobody is online right now/).waitFor();
+  const sent = page.frames_.sent.find((f) => f.type === 'chat.message');
+  assert.equal(sent.kind, 'offline');
   await page.context().close();
 
   // Later: the agent signs in on instance B and finds it, with the e-mail.
@@ -155,11 +159,12 @@ h.test('full conversation across two instances: typing, receipts, notes, coding,
 
   const vp = await visitorPage();
   const dlg = vp.getByRole('dialog', { name: 'Chat with us' });
-  await dlg.getByText(/is online|We are online/).waitFor({ timeout: 15000 });
   await dlg.getByLabel('Your e-mail (optional)').fill('visitor@example.com');
   await dlg.getByLabel('Your message').fill('Hi, is the trail backpack waterproof?');
   await dlg.getByRole('button', { name: 'Send' }).click();
   const conv = await waitFor(async () => (await conversationOf('visitor@example.com'))[0], { timeoutMs: 15000, what: 'the conversation' });
+  await dlg.getByText(/^(Anna is online|We are online)$/).waitFor({ timeout: 15000 });
+  assert.equal(vp.frames_.sent.find((f) => f.type === 'chat.message').kind, 'text');
 
   // The agent sees it appear (inbox.update from instance A's commit), with context and path.
   const ap = agentPage;
