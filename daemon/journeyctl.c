@@ -1,11 +1,12 @@
 /* journeyctl: the administration command line of journeyd. It creates sites and admin tokens,
  * applies and dumps journey maps as JSON files ("map as code"), imports coded interview findings
  * from CSV (strict RFC 4180, see journeyctl_csv.h) or JSON, erases or exports one respondent's
- * data, shows the audit log, signs identity tokens for testing verified identities, and makes raw
- * calls to the admin API. The work itself is done by SQL functions (jd_admin, jd_site_create,
- * jd_token_create, jd_apply_map, jd_import_findings, ...; sql/002_admin_api.sql and
- * sql/011_admin_api_privacy.sql), which validate and write the audit log; journeyctl parses
- * arguments and files, calls them and prints the results.
+ * data (chats included), shows the audit log, signs identity tokens for testing verified
+ * identities, and makes raw calls to the admin API. The live-chat commands (transcripts, agent
+ * accounts) are in journeyctl_chat.c. The work itself is done by SQL functions (jd_admin,
+ * jd_site_create, jd_token_create, jd_apply_map, jd_import_findings, ...; sql/002_admin_api.sql,
+ * sql/011_admin_api_privacy.sql, sql/022_chat_api.sql), which validate and write the audit log;
+ * journeyctl parses arguments and files, calls them and prints the results.
  *
  * journeyctl is a separate, short-lived program run by a human or a script, not part of the event
  * loop daemon, so it talks to PostgreSQL directly with blocking libpq calls. The daemon's rule
@@ -16,6 +17,7 @@
  * with rejected rows counts as an error), 2 on a usage error. */
 #include "export.h"
 #include "identity.h"
+#include "journeyctl_chat.h"
 #include "journeyctl_csv.h"
 #include "util.h"
 
@@ -769,9 +771,11 @@ fail:
     return rc;
 }
 
-/* erase and access go through the admin API routes of sql/011_admin_api_privacy.sql (POST
- * /respondents/{id}/erase, POST /erase, GET /respondents/{id}), which call jd_erase and
- * jd_respondent_access and write the audit log. */
+/* erase and access go through the admin API's privacy routes (POST /respondents/{id}/erase, POST
+ * /erase, GET /respondents/{id}; sql/011_admin_api_privacy.sql as redefined by
+ * sql/022_chat_api.sql). Erasure calls jd_erase_chat first and jd_erase second, in one
+ * transaction (jd_erase clears the e-mail and the sessions that find a visitor's chats); access
+ * adds jd_chat_access. Both write the audit log. */
 static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
 {
     const char *site = opt_value(c->cmd, "site"), *resp = opt_value(c->cmd, "respondent");
@@ -837,6 +841,14 @@ static int cmd_erase(ctl *c, const command *cmd, char **pos, size_t npos)
         if (!shown)
             printf(" %s=%s", key, text ? text : "?");
         free(text);
+    }
+    /* What jd_erase_chat deleted: conversations with their messages, codes and ratings. */
+    static const char *const chat_order[] = {"conversations", "messages", "codes", "ratings"};
+    json_t *chat = json_object_get(res, "chat");
+    for (size_t i = 0; i < sizeof(chat_order) / sizeof(chat_order[0]); i++) {
+        json_t *n = json_object_get(chat, chat_order[i]);
+        if (json_is_integer(n))
+            printf(" %s=%lld", chat_order[i], (long long)json_integer_value(n));
     }
     printf("\n");
     rc = 0;
@@ -1268,9 +1280,10 @@ static command COMMANDS[] = {
      "1 when any row was rejected.",
      1, 1, cmd_import, {O_ARG("map", 0), O_FLAG("atomic", 0), O_ARG("chunk-size", 0)}},
     {"erase", NULL, "--site KEY (--respondent UUID | --email EMAIL)",
-     "Erases a respondent's answers, touch events and sessions (by respondent id, or every\n"
-     "respondent with that email or verified subject) and prints the counts. Erasing again\n"
-     "reports zeros.",
+     "Erases a respondent's chats (conversations, messages, codes, ratings), then answers,\n"
+     "touch events and sessions (by respondent id, or every respondent with that email or\n"
+     "verified subject, and the visitors whose chats carried it) and prints the counts.\n"
+     "Erasing again reports zeros.",
      0, 0, cmd_erase, {O_ARG("site", 0), O_ARG("respondent", 0), O_ARG("email", 0)}},
     {"access", NULL, "--site KEY --respondent UUID [-o FILE]",
      "Prints everything stored about one respondent as JSON (right of access).",
@@ -1315,6 +1328,7 @@ static void print_usage(FILE *f)
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-16s %s\n", cmd_name(&COMMANDS[i], name, sizeof(name)),
                 COMMANDS[i].synopsis);
+    jd_ctl_chat_usage(f);
     fprintf(f, "\noptions:\n  --database-url URL  PostgreSQL URL (or JOURNEYD_DATABASE_URL)\n"
                "  --help              this text\n  --version           print the version\n");
 }
@@ -1435,6 +1449,10 @@ int main(int argc, char **argv)
         return USAGE;
     }
     const char *group = argv[i++];
+    if (jd_ctl_chat_owns(group)) {
+        set_actor(&c);
+        return jd_ctl_chat_main(group, argc - i, argv + i, c.db_url, c.actor);
+    }
     bool group_known = false;
     for (size_t k = 0; k < N_COMMANDS && !c.cmd; k++) {
         command *cmd = &COMMANDS[k];

@@ -827,7 +827,7 @@ CREATE FUNCTION jd__transcript_type(p_format text) RETURNS text LANGUAGE sql IMM
 $$;
 
 -- GET /conversations (bulk: ?site=&from=&to=&stage=&code=&coded=&redact=&notes=&limit=&format=)
--- and GET /conversations/{uuid}/transcript (?format=&redact=&notes=): jd_transcript's file with
+-- and GET /conversations/{uuid}/transcript (?format=&redact=&notes=&site=): jd_transcript's file with
 -- its content type. Chat text is personal data, so both need an admin-scope token (like
 -- /respondents); a site-bound token reads its own site only. Every export is audited (the
 -- filters, never content). html is jd_transcript's escaped fragment inside a minimal page.
@@ -851,7 +851,11 @@ BEGIN
             RETURN jd__error(404, 'not_found', format('no conversation %s', p[1]));
         END IF;
         PERFORM jd__site_check(c, sid);
-        PERFORM jd__query_only(q, ARRAY['format', 'redact', 'notes']);
+        PERFORM jd__query_only(q, ARRAY['site', 'format', 'redact', 'notes']);
+        -- ?site= scopes the lookup: another site's conversation is not found there.
+        IF nullif(q ->> 'site', '') IS NOT NULL AND jd__site_ref(c, q ->> 'site', 'site') IS DISTINCT FROM sid THEN
+            RETURN jd__error(404, 'not_found', format('no conversation %s in site %s', p[1], q ->> 'site'));
+        END IF;
         filters := jsonb_build_object('site_id', sid, 'conversation', cid);
     ELSE
         PERFORM jd__query_only(q, ARRAY['site', 'from', 'to', 'stage', 'code', 'coded', 'redact', 'notes',

@@ -92,7 +92,11 @@ SELECT ok((SELECT body FROM pg_temp.api('admin', 'GET', '/conversations/' || :'c
 SELECT is(pg_temp.err('admin', 'GET', '/conversations/00000000-0000-4000-8000-000000000000/transcript'), '404 not_found', 'unknown conversation: 404');
 SELECT is(pg_temp.err('admin', 'GET', '/conversations/not-a-uuid/transcript'), '404 not_found', 'not a uuid: 404');
 SELECT is(pg_temp.err('admin', 'GET', '/conversations/' || :'c1' || '/transcript', '{"stage":"purchase"}'), '400 unknown_field stage',
-          'the one-conversation route takes format, redact and notes only');
+          'the one-conversation route takes site, format, redact and notes only');
+SELECT is((SELECT status FROM pg_temp.api('admin', 'GET', '/conversations/' || :'c1' || '/transcript', jsonb_build_object('site', :'site_key'))),
+          200, '... ?site= of the conversation''s site: 200');
+SELECT is(pg_temp.err('admin', 'GET', '/conversations/' || :'c1' || '/transcript', jsonb_build_object('site', :other)), '404 not_found',
+          '... of another site: not found there');
 
 -- Filters.
 SELECT is((SELECT count(DISTINCT l::jsonb ->> 'conversation') FROM regexp_split_to_table(rtrim(pg_temp.conv(
