@@ -50,25 +50,25 @@ typedef struct jd_catalog_question {
 } jd_catalog_question;
 
 typedef enum {
-    JD_RULE_URL = 0,          /* page URL -> stage and/or touchpoint */
-    JD_RULE_REFERRER,         /* referrer -> touchpoint */
-    JD_RULE_UTM,              /* UTM parameters -> touchpoint */
+    JD_RULE_URL = 0,           /* page URL -> stage and/or touchpoint */
+    JD_RULE_REFERRER,          /* referrer -> touchpoint */
+    JD_RULE_UTM,               /* UTM parameters -> touchpoint */
     JD_RULE_PERSONA_ATTRIBUTE, /* an attribute the host page passes -> persona */
-    JD_RULE_SCREENER,         /* an answer to a screener question -> persona */
+    JD_RULE_SCREENER,          /* an answer to a screener question -> persona */
 } jd_rule_kind;
 
 /* A site's tagging rule, in the order the site set (position). Strings are borrowed from the
  * snapshot; slugs are NULL when the rule does not set that dimension. */
 typedef struct jd_catalog_rule {
     jd_rule_kind kind;
-    json_t *match;          /* the rule's match object */
-    const char *op;         /* url/referrer: exact, contains, not_contains, starts_with, ends_with, regex */
-    const char *pattern;    /* url/referrer */
-    void *regex;            /* compiled regex_t for op regex, owned by the snapshot */
-    const char *stage;      /* slugs set by the rule */
+    json_t *match;  /* the rule's match object */
+    const char *op; /* url/referrer: exact, contains, not_contains, starts_with, ends_with, regex */
+    const char *pattern; /* url/referrer */
+    void *regex;         /* compiled regex_t for op regex, owned by the snapshot */
+    const char *stage;   /* slugs set by the rule */
     const char *touchpoint;
     const char *persona;
-    int64_t question_id;    /* screener: the question whose answer is matched */
+    int64_t question_id; /* screener: the question whose answer is matched */
 } jd_catalog_rule;
 
 typedef struct jd_catalog_map {

@@ -28,12 +28,12 @@ jd_record *jd_record_new(jd_record_kind kind, bool acked, uint64_t conn_id, cons
                          const char *json, size_t len);
 
 typedef enum {
-    JD_EV_ACK = 0, /* client_id of conn_id is committed */
-    JD_EV_REJECT,  /* the database refused client_id for good: send store_rejected */
-    JD_EV_CATALOG, /* ptr is a new jd_catalog the network thread now owns */
-    JD_EV_RESUME,  /* the inbound queue has room again: retry stalled connections */
-    JD_EV_DRAINED, /* everything before the drain marker is committed and acked */
-    JD_EV_HTTP,    /* ptr is a jd_http_response for request conn_id, now owned by net */
+    JD_EV_ACK = 0,     /* client_id of conn_id is committed */
+    JD_EV_REJECT,      /* the database refused client_id for good: send store_rejected */
+    JD_EV_CATALOG,     /* ptr is a new jd_catalog the network thread now owns */
+    JD_EV_RESUME,      /* the inbound queue has room again: retry stalled connections */
+    JD_EV_DRAINED,     /* everything before the drain marker is committed and acked */
+    JD_EV_HTTP,        /* ptr is a jd_http_response for request conn_id, now owned by net */
     JD_EV_CHAT_REPLY,  /* ptr is a jd_chat_reply for a JD_REC_CHAT record, now owned by net */
     JD_EV_CHAT_NOTIFY, /* conn_id is the jd_chat_channel, client_id the payload (an id) */
     JD_EV_CHAT_RESYNC, /* the chat listener (re)connected: notifications may have been missed */

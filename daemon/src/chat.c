@@ -147,8 +147,7 @@ static chat_watch *watch_add(jd_chat *chat, uint64_t conn_id, const char *conv, 
     chat_watch *w = watch_find(chat, conn_id, conv);
     if (w)
         return w;
-    if (!grow((void **)&chat->watches, &chat->cap_watches, chat->n_watches,
-              sizeof(*chat->watches)))
+    if (!grow((void **)&chat->watches, &chat->cap_watches, chat->n_watches, sizeof(*chat->watches)))
         return NULL;
     w = calloc(1, sizeof(*w));
     if (!w)
@@ -262,16 +261,16 @@ static chat_call *call_start(jd_chat *chat, chat_conn *c, const char *op, const 
     chat_call *call = NULL;
     jd_record *rec = NULL;
     char *text = NULL;
-    json_t *triple = json_pack("[s, o, o]", op, ctx ? ctx : json_object(),
-                               args ? args : json_object());
+    json_t *triple =
+        json_pack("[s, o, o]", op, ctx ? ctx : json_object(), args ? args : json_object());
     ctx = args = NULL;
     if (c && c->pending >= CHAT_MAX_PENDING_PER_CONN) {
         send_error(chat, c->id, id, "chat_rate_limited", NULL,
                    "too many chat requests in progress; wait for their answers");
         goto fail;
     }
-    if (!triple || !grow((void **)&chat->calls, &chat->cap_calls, chat->n_calls,
-                         sizeof(*chat->calls)))
+    if (!triple ||
+        !grow((void **)&chat->calls, &chat->cap_calls, chat->n_calls, sizeof(*chat->calls)))
         goto busy;
     call = calloc(1, sizeof(*call));
     text = json_dumps(triple, JSON_COMPACT);
@@ -381,7 +380,8 @@ static chat_seen *seen_get(jd_chat *chat, const char *conv)
         if (!chat->seen)
             return NULL;
     }
-    size_t slot = chat->n_seen < CHAT_CACHE_MAX ? chat->n_seen++ : (size_t)(jd_now_us() % CHAT_CACHE_MAX);
+    size_t slot =
+        chat->n_seen < CHAT_CACHE_MAX ? chat->n_seen++ : (size_t)(jd_now_us() % CHAT_CACHE_MAX);
     chat_seen *s = &chat->seen[slot];
     memset(s, 0, sizeof(*s));
     snprintf(s->conv, sizeof(s->conv), "%s", conv);
@@ -396,7 +396,8 @@ static void inbox_update(jd_chat *chat, const char *conv, json_t *state)
     const char *status = json_string_value(json_object_get(state, "status"));
     int64_t last_seq = json_integer_value(json_object_get(state, "last_seq"));
     json_t *assigned = json_object_get(state, "assigned_agent");
-    int64_t assigned_id = json_is_object(assigned) ? json_integer_value(json_object_get(assigned, "id")) : 0;
+    int64_t assigned_id =
+        json_is_object(assigned) ? json_integer_value(json_object_get(assigned, "id")) : 0;
     chat_seen *s = seen_get(chat, conv);
     if (s && status && strcmp(s->status, status) == 0 && s->last_seq == last_seq &&
         s->assigned == assigned_id)
@@ -410,10 +411,10 @@ static void inbox_update(jd_chat *chat, const char *conv, json_t *state)
         chat_conn *c = chat->conns[i];
         if (c->role != JD_CHAT_AGENT || !c->authed || c->site_id != site)
             continue;
-        json_t *f = json_pack("{s:s, s:s, s:s?, s:I, s:O?, s:O?}", "type", "inbox.update",
-                              "conversation", conv, "status", status, "last_seq",
-                              (json_int_t)last_seq, "assigned_agent", assigned, "updated_at",
-                              json_object_get(state, "updated_at"));
+        json_t *f =
+            json_pack("{s:s, s:s, s:s?, s:I, s:O?, s:O?}", "type", "inbox.update", "conversation",
+                      conv, "status", status, "last_seq", (json_int_t)last_seq, "assigned_agent",
+                      assigned, "updated_at", json_object_get(state, "updated_at"));
         if (f)
             send_json(chat, c->id, f);
     }
@@ -428,9 +429,9 @@ static void push_state(jd_chat *chat, chat_watch *w, json_t *state)
         bool on = json_is_true(json_object_get(state, "visitor_typing"));
         if (on != w->typing_on) {
             w->typing_on = on;
-            send_json(chat, w->conn_id, json_pack("{s:s, s:s, s:s, s:b, s:i}", "type", "chat.typing",
-                                                  "conversation", conv, "who", "visitor", "on", on,
-                                                  "ttl_ms", 6000));
+            send_json(chat, w->conn_id,
+                      json_pack("{s:s, s:s, s:s, s:b, s:i}", "type", "chat.typing", "conversation",
+                                conv, "who", "visitor", "on", on, "ttl_ms", 6000));
         }
     } else {
         json_t *typist = json_object_get(state, "agent_typing");
@@ -453,9 +454,9 @@ static void push_state(jd_chat *chat, chat_watch *w, json_t *state)
     if (receipts && (delivered != w->delivered || read != w->read)) {
         w->delivered = delivered;
         w->read = read;
-        send_json(chat, w->conn_id, json_pack("{s:s, s:s, s:I, s:I}", "type", "chat.receipt",
-                                              "conversation", conv, "delivered_seq",
-                                              (json_int_t)delivered, "read_seq", (json_int_t)read));
+        send_json(chat, w->conn_id,
+                  json_pack("{s:s, s:s, s:I, s:I}", "type", "chat.receipt", "conversation", conv,
+                            "delivered_seq", (json_int_t)delivered, "read_seq", (json_int_t)read));
     }
     if (status && strcmp(status, w->status) != 0) {
         bool first = !w->status[0];
@@ -503,8 +504,9 @@ static void fan_out(jd_chat *chat, json_t *entry, json_t *result)
         }
         if (!json_is_object(state)) {
             /* Erased: the conversation is gone for everyone watching it. */
-            send_json(chat, w->conn_id, json_pack("{s:s, s:s, s:s}", "type", "chat.status",
-                                                  "conversation", conv, "status", "gone"));
+            send_json(chat, w->conn_id,
+                      json_pack("{s:s, s:s, s:s}", "type", "chat.status", "conversation", conv,
+                                "status", "gone"));
             watch_remove(chat, w);
             continue;
         }
@@ -656,8 +658,8 @@ static bool check_strings(jd_chat *chat, chat_conn *c, json_t *msg, const char *
     }
     json_t *page = json_object_get(msg, "page");
     if (page && !json_is_null(page) &&
-        (!json_is_object(page) || (json_object_get(page, "url") &&
-                                   !json_is_string(json_object_get(page, "url"))))) {
+        (!json_is_object(page) ||
+         (json_object_get(page, "url") && !json_is_string(json_object_get(page, "url"))))) {
         send_error(chat, c->id, id, "bad_field", "page", "page must be {\"url\": string}");
         return false;
     }
@@ -769,8 +771,8 @@ void jd_chat_visitor_frame(jd_chat *chat, uint64_t conn_id, const jd_proto_sessi
                        "too many messages per second; resend in a moment");
             return;
         }
-        static const char *const args_keys[] = {"conversation", "body", "kind", "page",
-                                                "stage",        "touchpoint", "ts", NULL};
+        static const char *const args_keys[] = {"conversation", "body",       "kind", "page",
+                                                "stage",        "touchpoint", "ts",   NULL};
         json_t *args = pick(msg, args_keys);
         json_object_set_new(args, "id", json_string(id));
         call_start(chat, c, "message", id, visitor_ctx(c), args);
@@ -862,8 +864,7 @@ static void agent_open(jd_chat *chat, chat_conn *c, json_t *msg, const char *id)
         watch_remove(chat, w);
 }
 
-static void agent_frame(jd_chat *chat, chat_conn *c, json_t *msg, const char *type,
-                        const char *id)
+static void agent_frame(jd_chat *chat, chat_conn *c, json_t *msg, const char *type, const char *id)
 {
     const char *conv = NULL;
     json_t *ctx = agent_ctx(chat, c);
@@ -929,9 +930,12 @@ static void agent_frame(jd_chat *chat, chat_conn *c, json_t *msg, const char *ty
     }
     static const struct {
         const char *type, *op;
-    } passthrough[] = {{"code.create", "code_create"},     {"code.revise", "code_revise"},
-                       {"code.retract", "code_retract"},   {"codes.history", "codes_history"},
-                       {"canned", "canned"},               {"canned.save", "canned_save"},
+    } passthrough[] = {{"code.create", "code_create"},
+                       {"code.revise", "code_revise"},
+                       {"code.retract", "code_retract"},
+                       {"codes.history", "codes_history"},
+                       {"canned", "canned"},
+                       {"canned.save", "canned_save"},
                        {"canned.delete", "canned_delete"}};
     for (size_t i = 0; i < sizeof(passthrough) / sizeof(passthrough[0]); i++) {
         if (strcmp(type, passthrough[i].type) != 0)
@@ -1086,8 +1090,8 @@ static void reply_ok(jd_chat *chat, chat_conn *c, chat_call *call, json_t *resul
     } else if (strcmp(op, "canned") == 0) {
         send_result(chat, c->id, "canned", call->id, result);
     } else if (strcmp(op, "canned_save") == 0) {
-        json_t *f = json_pack("{s:s, s:s, s:O}", "type", "canned.saved", "re", call->id,
-                              "canned", result);
+        json_t *f =
+            json_pack("{s:s, s:s, s:O}", "type", "canned.saved", "re", call->id, "canned", result);
         if (f)
             send_json(chat, c->id, f);
     } else if (strcmp(op, "agent_hello") == 0) {
@@ -1125,7 +1129,8 @@ void jd_chat_on_reply(jd_chat *chat, jd_chat_reply *reply)
         }
         if (!c)
             goto done;
-        if (call->conv[0] && (strcmp(call->op, "resume") == 0 || strcmp(call->op, "agent_open") == 0)) {
+        if (call->conv[0] &&
+            (strcmp(call->op, "resume") == 0 || strcmp(call->op, "agent_open") == 0)) {
             chat_watch *w = watch_find(chat, c->id, call->conv);
             if (w && !w->ready)
                 watch_remove(chat, w);

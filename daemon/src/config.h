@@ -36,9 +36,9 @@ typedef struct jd_config {
     int hsts_max_age;                 /* seconds for Strict-Transport-Security; 0 = no header */
     char trusted_proxies[512];        /* comma-separated proxy IPs whose X-Forwarded-For counts */
     int purge_interval;               /* seconds between retention purges; 0 = never */
-    char instance[128];               /* this instance's name for chat presence; empty = host:port */
-    char log_level[16];               /* error, warn, info, debug */
-    char log_format[16];              /* text or json */
+    char instance[128];  /* this instance's name for chat presence; empty = host:port */
+    char log_level[16];  /* error, warn, info, debug */
+    char log_format[16]; /* text or json */
 } jd_config;
 
 /* What the command line asked for, besides settings. */

@@ -240,8 +240,8 @@ int jd_daemon_run(const jd_config *config, int argc, char *const argv[])
                          wake_net, &d, &d.store) ||
         !jd_store_create(d.base, JD_STORE_API, config, conninfo, &d.api, &d.outbound, wake_net, &d,
                          &d.api_store) ||
-        !jd_store_create(d.base, JD_STORE_CHAT, &d.config, conninfo, &d.chat, &d.outbound,
-                         wake_net, &d, &d.chat_store)) {
+        !jd_store_create(d.base, JD_STORE_CHAT, &d.config, conninfo, &d.chat, &d.outbound, wake_net,
+                         &d, &d.chat_store)) {
         jd_log_error("cannot create the store");
         goto done;
     }

@@ -91,11 +91,11 @@ typedef struct jd_api_call {
     char path[512];
     char token[320];
     const char *agent_op; /* an agent console route (jd_agent_http), else NULL: admin API */
-    jd_buf query; /* JSON object text */
+    jd_buf query;         /* JSON object text */
     jd_buf body;
     bool too_large;
     bool bad_query;
-    bool answered; /* an error went out before the body was read: ignore the body */
+    bool answered;              /* an error went out before the body was read: ignore the body */
     jd_http_response *response; /* owned; the body being written points into it */
 } jd_api_call;
 
@@ -875,15 +875,14 @@ static int http_writeable(struct lws *wsi, jd_pss *pss)
             jd_net *net = lws_context_user(lws_get_context(wsi));
             char cookie[400];
             /* HttpOnly: scripts never see it; SameSite=Strict: other sites never send it. */
-            snprintf(cookie, sizeof(cookie), "%s=%s; Path=%s; HttpOnly; SameSite=Strict%s; Max-Age=%d",
-                     net->tls ? "__Host-jd_agent" : "jd_agent", r->cookie,
-                     net->tls ? "/" : "/agent", net->tls ? "; Secure" : "",
-                     r->cookie[0] ? 43200 : 0);
-            const char *headers[][2] = {{"set-cookie:", cookie},
-                                        {"cache-control:", "no-store"},
-                                        {NULL, NULL}};
-            return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body,
-                                r->len, false, headers);
+            snprintf(
+                cookie, sizeof(cookie), "%s=%s; Path=%s; HttpOnly; SameSite=Strict%s; Max-Age=%d",
+                net->tls ? "__Host-jd_agent" : "jd_agent", r->cookie, net->tls ? "/" : "/agent",
+                net->tls ? "; Secure" : "", r->cookie[0] ? 43200 : 0);
+            const char *headers[][2] = {
+                {"set-cookie:", cookie}, {"cache-control:", "no-store"}, {NULL, NULL}};
+            return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body, r->len,
+                                false, headers);
         }
         return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body, r->len,
                             false, NULL);

@@ -15,17 +15,18 @@
 #include <string.h>
 
 static const char *const error_names[JD_ERR_COUNT] = {
-    "bad_json",       "bad_frame",          "unknown_type",
-    "missing_field",  "bad_field",          "unsupported_version",
-    "unknown_site",   "not_ready",          "duplicate_hello",
-    "unknown_survey", "unknown_question",   "unknown_persona",
-    "unknown_stage",  "unknown_touchpoint", "unknown_obstacle",
-    "out_of_range",   "consent_required",   "rate_limited",
-    "store_rejected", "shutting_down",      "frame_too_large",
-    "bad_utf8",       "bad_identity",   "chat_forbidden", "chat_rate_limited"};
+    "bad_json",         "bad_frame",          "unknown_type",
+    "missing_field",    "bad_field",          "unsupported_version",
+    "unknown_site",     "not_ready",          "duplicate_hello",
+    "unknown_survey",   "unknown_question",   "unknown_persona",
+    "unknown_stage",    "unknown_touchpoint", "unknown_obstacle",
+    "out_of_range",     "consent_required",   "rate_limited",
+    "store_rejected",   "shutting_down",      "frame_too_large",
+    "bad_utf8",         "bad_identity",       "chat_forbidden",
+    "chat_rate_limited"};
 
-static const char *const msg_names[JD_MSG_COUNT] = {"hello",   "answer", "touch",
-                                                    "consent", "ping",   "chat", "invalid"};
+static const char *const msg_names[JD_MSG_COUNT] = {"hello", "answer", "touch",  "consent",
+                                                    "ping",  "chat",   "invalid"};
 
 const char *jd_proto_error_name(jd_error_code code)
 {

@@ -23,7 +23,7 @@ typedef enum {
     JD_MSG_TOUCH,
     JD_MSG_CONSENT,
     JD_MSG_PING,
-    JD_MSG_CHAT, /* any chat.* frame: shape-checked by the chat module (docs/chat.md) */
+    JD_MSG_CHAT,    /* any chat.* frame: shape-checked by the chat module (docs/chat.md) */
     JD_MSG_INVALID, /* anything that failed to decode */
     JD_MSG_COUNT
 } jd_msg_type;
@@ -63,9 +63,9 @@ typedef enum {
     JD_REC_SESSION,
     JD_REC_ANSWER,
     JD_REC_TOUCH,
-    JD_REC_DRAIN, /* never produced by the codec: the network thread's end-of-input marker */
-    JD_REC_API,   /* never produced by the codec: an admin API request for jd_api() */
-    JD_REC_CHAT,  /* never produced by the codec: a chat call for jd_chat_rpc() */
+    JD_REC_DRAIN,    /* never produced by the codec: the network thread's end-of-input marker */
+    JD_REC_API,      /* never produced by the codec: an admin API request for jd_api() */
+    JD_REC_CHAT,     /* never produced by the codec: a chat call for jd_chat_rpc() */
     JD_REC_CHAT_HTTP /* never produced by the codec: an agent console route, jd_agent_http() */
 } jd_record_kind;
 

@@ -1334,7 +1334,7 @@ void jd_store_destroy(jd_store **store)
         s->conn = NULL;
     }
     store_set_state(s, JD_STORE_CLOSED, NULL);
-    struct event **evs[] = {&s->read_ev,    &s->write_ev, &s->wake_ev,        &s->reconnect_ev,
+    struct event **evs[] = {&s->read_ev,    &s->write_ev, &s->wake_ev,         &s->reconnect_ev,
                             &s->catalog_ev, &s->purge_ev, &s->retry_events_ev, &s->tick_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
         if (*evs[i]) {
