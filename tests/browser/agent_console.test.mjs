@@ -4,7 +4,7 @@
 // research coding of a span (message_codes and chat_evidence rows), keyboard only.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { setup, waitFor, sleep, SITE_KEY, cspViolations } from './lib.mjs';
+import { setup, waitFor, sleep, SITE_KEY, cspViolations, tcpProxy } from './lib.mjs';
 import { uuid, httpRequest } from '../lib/harness.mjs';
 
 const env = setup(import.meta.url);
@@ -513,4 +513,64 @@ h.test('keyboard only: sign in, choose the tab, open a conversation, reply, code
   // Focus went back to the message's Code button.
   assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Code message 1');
   await page.context().close();
+});
+
+h.test('console outbox: lost acks and a cut connection; resent with the same id, stored once, re-opened after the highest seq shown', async () => {
+  const d = await init();
+  const proxy = await tcpProxy();
+  proxy.target = d.port;
+  try {
+    const v = await visitor(d, { email: 'outage@example.com' });
+    await v.say('before the cut');
+    const page = await consolePage();
+    await signIn(page, { url: proxy.url }); // same-origin through the proxy: Origin matches Host
+    await openFromInbox(page, 'Waiting', v.conversation);
+    const log = page.getByRole('log', { name: 'Transcript' });
+    await log.getByText('before the cut').waitFor();
+    const reply = page.getByLabel('Reply', { exact: true });
+    // Lost acks: the daemon stores the message, its answers never reach the page.
+    proxy.deafen();
+    await reply.fill('sent while deaf');
+    await reply.press('Enter');
+    await waitFor(async () => (await h.pg.query('SELECT 1 FROM messages WHERE conversation_id = $1 AND body = $2', [v.conversation, 'sent while deaf'])).rowCount === 1, { what: 'stored while deaf' });
+    await log.locator('li.pending').filter({ hasText: 'sent while deaf' }).getByText('Sending…').waitFor();
+    // Then the network goes away while both sides keep writing.
+    proxy.cut();
+    await v.say('visitor during the cut 1');
+    await reply.fill('agent during the cut');
+    await reply.press('Enter');
+    await v.say('visitor during the cut 2');
+    await page.locator('#conn').getByText(/reconnecting/).waitFor({ timeout: 10000 });
+    await sleep(1000);
+    proxy.restore();
+    await page.locator('#conn').getByText('Connected').waitFor({ timeout: 30000 });
+    await reply.fill('agent after the cut');
+    await reply.press('Enter');
+    const rows = await waitFor(async () => {
+      const r = (await h.pg.query('SELECT seq, body, client_id FROM messages WHERE conversation_id = $1 ORDER BY seq', [v.conversation])).rows;
+      return r.length === 6 && r;
+    }, { timeoutMs: 20000, what: 'six messages' });
+    assert.deepEqual(rows.map((r) => Number(r.seq)), [1, 2, 3, 4, 5, 6]);
+    assert.equal(new Set(rows.map((r) => r.client_id)).size, 6);
+    assert.deepEqual(rows.map((r) => r.body).sort(), ['agent after the cut', 'agent during the cut', 'before the cut', 'sent while deaf', 'visitor during the cut 1', 'visitor during the cut 2'].sort());
+    await waitFor(async () => JSON.stringify((await shown(page)).map((m) => [m.seq, m.body])) === JSON.stringify(rows.map((r) => [Number(r.seq), r.body])), {
+      timeoutMs: 15000,
+      what: 'the console transcript equal to the database',
+    });
+    assert.equal(await log.locator('li.pending').count(), 0, 'nothing left pending');
+    // The unacked message went out again with the same id; the server answered with its seq.
+    const deaf = page.frames_.sent.filter((f) => f.type === 'chat.message' && f.body === 'sent while deaf');
+    assert.ok(deaf.length >= 2, 'resent after the reconnect');
+    assert.equal(new Set(deaf.map((f) => f.id)).size, 1);
+    const ack = page.frames_.received.find((f) => f.type === 'ack' && f.ids.includes(deaf[0].id));
+    assert.equal(ack.seq[deaf[0].id], Number(rows.find((r) => r.body === 'sent while deaf').seq));
+    // After the reconnect: hello, then the conversation re-opened after the highest seq shown (1).
+    assert.ok(page.frames_.sent.filter((f) => f.type === 'hello').length >= 2);
+    const opens = page.frames_.sent.filter((f) => f.type === 'open' && f.conversation === v.conversation);
+    assert.equal(opens[0].after_seq, 0);
+    assert.equal(opens.at(-1).after_seq, 1, `re-open after the highest seq shown: ${JSON.stringify(opens)}`);
+    await page.context().close();
+  } finally {
+    await proxy.close();
+  }
 });
