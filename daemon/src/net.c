@@ -23,6 +23,7 @@
 
 #define JD_MAX_OUTQ 256    /* queued frames before a reader is deemed stuck */
 #define JD_FLOOD_CLOSE 200 /* refused frames in a row before closing 1008 */
+#define JD_LOGINS_PER_MINUTE 20
 
 /* OPEN -> CLOSING (we decided to close; owed frames still go out) -> CLOSE_SENT (the close is
  * lws's now: it sends the close frame and waits for the peer's reply) -> CLOSED (wsi gone). */
@@ -140,6 +141,14 @@ struct jd_net {
     jd_files *pending_files;
     atomic_bool drain_requested;
     atomic_bool abort_requested;
+
+    /* Agent sign-ins per client address and minute (slots shared on hash collision, which only
+     * ever makes the limit stricter). */
+    struct {
+        char ip[48];
+        double tokens;
+        uint64_t at_us;
+    } logins[256];
 
     lws_retry_bo_t retry;
     char iface[256];
@@ -1250,6 +1259,27 @@ static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *pa
     if (!post)
         return api_submit(net, wsi, pss);
     if (strcmp(a->agent_op, "login") == 0) {
+        char ip[48] = "";
+        client_address(net, wsi, ip, sizeof(ip));
+        size_t slot = jd_hash64(ip, strlen(ip)) % (sizeof(net->logins) / sizeof(net->logins[0]));
+        uint64_t now = jd_now_us();
+        if (strcmp(net->logins[slot].ip, ip) != 0) {
+            net->logins[slot].tokens = JD_LOGINS_PER_MINUTE;
+            net->logins[slot].at_us = now;
+            snprintf(net->logins[slot].ip, sizeof(net->logins[slot].ip), "%s", ip);
+        }
+        /* A token bucket: 20 at once, then one every 3 s. Password guessing from one address
+         * is slowed before any bcrypt runs; the database also locks an e-mail after 10
+         * failures. */
+        double *tokens = &net->logins[slot].tokens;
+        *tokens += (double)(now - net->logins[slot].at_us) * JD_LOGINS_PER_MINUTE / 60e6;
+        if (*tokens > JD_LOGINS_PER_MINUTE)
+            *tokens = JD_LOGINS_PER_MINUTE;
+        net->logins[slot].at_us = now;
+        if (*tokens < 1.0)
+            return api_error(wsi, pss, 429, "too_many_attempts",
+                             "too many sign-ins from this address; wait a minute");
+        *tokens -= 1.0;
         char type[128] = "";
         lws_hdr_copy(wsi, type, sizeof(type), WSI_TOKEN_HTTP_CONTENT_TYPE);
         /* A cross-site form cannot send JSON without a CORS preflight. */

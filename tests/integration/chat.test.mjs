@@ -380,3 +380,20 @@ h.test('HTML transcript escapes markup; bad chat frames get clear errors and the
   assert.equal((await say(vis, conv, 'still works')).seq, 2);
   assert.equal((await A.healthz()).status, 200);
 });
+
+h.test('sign-in flood: one address gets 20 sign-ins at once, then one per 3 s; the rest are 429 before any password check', async () => {
+  const C = await h.startDaemon();
+  const t0 = Date.now();
+  const results = [];
+  for (let i = 0; i < 30; i++) results.push(await login(C, SITE_KEY, `nobody${i}@shop.example`, 'wrong password!!'));
+  const elapsed = (Date.now() - t0) / 1000;
+  const statuses = results.map((r) => r.status);
+  assert.deepEqual(statuses.slice(0, 20), Array(20).fill(401), 'invented e-mails get the same 401 as wrong passwords');
+  const allowed = 20 + Math.ceil(elapsed / 3) + 1;
+  assert.ok(statuses.filter((s) => s === 401).length <= allowed, `${statuses.join(',')} in ${elapsed}s`);
+  const refused = results.filter((r) => r.status === 429);
+  assert.ok(refused.length > 0, statuses.join(','));
+  assert.equal(refused[0].json.error.code, 'too_many_attempts');
+  assert.equal(refused[0].setCookie, '');
+  await C.stop();
+});
