@@ -397,3 +397,31 @@ h.test('sign-in flood: one address gets 20 sign-ins at once, then one per 3 s; t
   assert.equal(refused[0].setCookie, '');
   await C.stop();
 });
+
+h.test('the chat connections die (pg_terminate_backend) while the visitor writes: after the reconnect the agent on the other instance still gets every message, once, in order', async () => {
+  const { cookie } = await login(B, SITE_KEY, 'ben@shop.example');
+  const ben = await agent(B, cookie);
+  const { client: vis } = await visitor(A);
+  const { conversation: conv } = await openChat(vis);
+  await request(ben, { type: 'open', conversation: conv, after_seq: 0 });
+  await say(vis, conv, 'before');
+  const killed = await sql("SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (query LIKE 'LISTEN journeyd%' OR query LIKE '%jd_chat_rpc%' OR query LIKE '%jd_presence_clear_instance%')");
+  assert.ok(killed[0].n >= 2, `both instances' chat connections were terminated (${killed[0].n})`);
+  // The visitor's outbox resends until acked, as the widget does.
+  for (let i = 0; i < 5; i++) {
+    const id = uuid();
+    for (let attempt = 0; ; attempt++) {
+      vis.send({ type: 'chat.message', id, conversation: conv, body: `during ${i}` });
+      const r = await vis.next((f) => (f.type === 'ack' && f.ids.includes(id)) || (f.type === 'error' && f.id === id), 10000);
+      if (r.type === 'ack') break;
+      assert.equal(r.code, 'unavailable', JSON.stringify(r));
+      assert.ok(attempt < 100, 'acked within 100 attempts');
+      await sleep(200);
+    }
+  }
+  const db = await sql("SELECT seq::int, body FROM messages WHERE conversation_id = $1 ORDER BY seq", [conv]);
+  assert.equal(db.length, 6);
+  await waitFor(() => messagesOf(ben, conv).length === 6, { timeoutMs: 40000, what: 'agent got all six' });
+  assert.deepEqual(messagesOf(ben, conv).map((m) => [m.seq, m.body]), db.map((m) => [m.seq, m.body]));
+  ben.terminate();
+});
