@@ -333,6 +333,18 @@ static WUR bool json_end(jd_buf *b)
     return true;
 }
 
+/* Adds "key":"secret" with room reserved first, so that no reallocation while the secret is
+ * copied in leaves a copy of it behind in freed memory. */
+static WUR bool json_add_secret(jd_buf *b, const char *key, const char *secret)
+{
+    if (!jd_buf_reserve(b, strlen(key) + 6 * strlen(secret) + 16)) {
+        errorf("out of memory");
+        return false;
+    }
+    json_add(b, key, secret);
+    return true;
+}
+
 /* Frees a buffer that held a password, wiping it first. */
 static void buf_wipe(jd_buf *b)
 {
@@ -605,10 +617,10 @@ static int cmd_agent_add(chat_ctl *c)
     json_add(&body, "email", email);
     json_add(&body, "name", opt(c, "name"));
     json_add(&body, "role", role);
-    json_add(&body, "password", password);
+    bool ok = json_add_secret(&body, "password", password);
     explicit_bzero(password, sizeof(password));
     rc = 1;
-    if (!json_end(&body))
+    if (!ok || !json_end(&body))
         goto fail;
     snprintf(path, sizeof(path), "/sites/%s/agents", site);
     if (api_json(c, "agent add", "POST", path, "{}", body.data, &res) != 0)
@@ -644,10 +656,10 @@ static int cmd_agent_passwd(chat_ctl *c)
     }
     jd_buf_init(&body);
     jd_buf_puts(&body, "{");
-    json_add(&body, "password", password);
+    bool ok = json_add_secret(&body, "password", password);
     explicit_bzero(password, sizeof(password));
     rc = 1;
-    if (!json_end(&body))
+    if (!ok || !json_end(&body))
         goto fail;
     snprintf(path, sizeof(path), "/sites/%s/agents/%lld", site, id);
     if (api_json(c, "agent passwd", "PATCH", path, "{}", body.data, &res) != 0)
