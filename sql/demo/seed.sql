@@ -1,6 +1,6 @@
 -- Demo site for the quickstart and the tests: an online shop with the default five stages, the
--- default touchpoints, three personas, an obstacle codebook and two live surveys. Idempotent:
--- running it again changes nothing.
+-- default touchpoints, three personas, an obstacle codebook, two live surveys and a chat agent.
+-- Idempotent: running it again changes nothing.
 BEGIN;
 INSERT INTO sites (key, name, allowed_origins, consent_mode)
 VALUES ('demo-site-key-0001', 'Demo shop', :'origins'::text[], 'none-required')
@@ -90,4 +90,16 @@ FROM surveys sv JOIN (VALUES
 ) AS q(survey, key, pos, kind, lane, prompt, required, options, stage, tp)
   ON sv.slug = q.survey AND sv.map_id = (SELECT id FROM demo_map)
 ON CONFLICT DO NOTHING;
+
+-- A chat agent, so the demo has live chat (the widget offers chat while a site has an enabled
+-- agent): agent@demo.example with the password journeyd-demo-agent, signing in at /agent. A demo
+-- account with a published password: never seed it into a real site. Created once (bcrypt through
+-- jd_agent_create); running the seed again leaves it, and any password change, alone.
+DO $$
+BEGIN
+    PERFORM jd_agent_create(s.id, 'agent@demo.example', 'Demo agent', 'admin', 'journeyd-demo-agent')
+       FROM sites s
+      WHERE s.key = 'demo-site-key-0001'
+        AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.site_id = s.id AND lower(a.email) = 'agent@demo.example');
+END $$;
 COMMIT;
