@@ -4,9 +4,11 @@
 // research coding of a span (message_codes and chat_evidence rows), keyboard only.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { setup, waitFor, sleep, SITE_KEY, cspViolations, tcpProxy } from './lib.mjs';
 import { uuid, httpRequest } from '../lib/harness.mjs';
 
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const env = setup(import.meta.url);
 const { h } = env;
 
@@ -295,6 +297,17 @@ h.test('replies, notes and canned responses reach the database and the visitor (
   const greet = await v.client.next((f) => f.type === 'chat.message' && f.sender === 'agent', 10000);
   assert.equal(greet.body, 'Hello! How can I help you today?');
   assert.equal(greet.agent.name, 'Anna');
+  // An admin saves a canned response, then deletes it.
+  await page.getByText('Manage canned responses').click();
+  await page.getByLabel('Shortcut').fill('bye');
+  await page.getByLabel('Title').fill('Goodbye');
+  await page.getByLabel('Text', { exact: true }).fill('Thanks for chatting!');
+  await page.getByRole('button', { name: 'Save canned response' }).click();
+  await page.locator('#canned-select option', { hasText: 'Goodbye (/bye)' }).waitFor({ state: 'attached', timeout: 10000 });
+  assert.equal((await h.pg.query("SELECT body FROM canned_responses WHERE shortcut = 'bye'")).rows[0].body, 'Thanks for chatting!');
+  await page.getByRole('button', { name: 'Delete /bye' }).click();
+  await page.locator('#canned-select option', { hasText: 'Goodbye (/bye)' }).waitFor({ state: 'detached', timeout: 10000 });
+  assert.equal((await h.pg.query("SELECT count(*)::int AS n FROM canned_responses WHERE shortcut = 'bye'")).rows[0].n, 0);
   // A private note: shown distinctly, never sent to the visitor.
   await page.getByLabel('Private note (not shown to the visitor)').check();
   await page.getByLabel('Reply', { exact: true }).fill('VIP customer, be nice');
@@ -573,4 +586,40 @@ h.test('console outbox: lost acks and a cut connection; resent with the same id,
   } finally {
     await proxy.close();
   }
+});
+
+// axe-core, evaluated through the DevTools protocol (the page's CSP allows no injected script tag).
+async function axe(page) {
+  if (!(await page.evaluate(() => !!window.axe))) await page.evaluate(AXE);
+  const r = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => JSON.stringify(n.target)).join(', ')}`);
+}
+
+h.test('axe: no serious or critical violations on the sign-in form and on a conversation with a code and the code form open', async () => {
+  const d = await init();
+  const v = await visitor(d, { email: 'axe@example.com', stage: 'purchase', touchpoint: 'website' });
+  await v.say('The checkout asks for my address twice');
+  const page = await consolePage();
+  await page.goto(`${d.url}/agent`);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByLabel('Password').fill('wrong password!');
+  await page.getByLabel('Site key').fill(SITE_KEY);
+  await page.getByLabel('E-mail').fill('anna@shop.example');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').getByText('wrong e-mail or password').waitFor();
+  assert.deepEqual(await axe(page), [], 'sign-in form with its error');
+  await signIn(page, d);
+  await openFromInbox(page, 'Waiting', v.conversation);
+  await page.getByLabel('Reply', { exact: true }).fill('Sorry about that, we are fixing it.');
+  await page.keyboard.press('Enter');
+  await page.locator('#transcript li.from-agent:not(.pending)').waitFor();
+  await page.getByRole('button', { name: 'Code message 1' }).click();
+  await page.getByLabel('Obstacle slugs (comma-separated)').fill('checkout-too-complex');
+  await page.getByRole('button', { name: 'Save code' }).click();
+  await page.getByText('Code saved.').waitFor({ timeout: 10000 });
+  await page.getByRole('button', { name: 'Code message 1' }).click();
+  await page.getByRole('button', { name: 'Code history' }).click();
+  await page.locator('#history-list li').first().waitFor();
+  assert.deepEqual(await axe(page), [], 'console');
+  await page.context().close();
 });

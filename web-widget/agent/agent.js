@@ -593,6 +593,8 @@
         codeSaved(o.f)
       } else if (o.f.type === 'canned.save' || o.f.type === 'canned.delete') {
         raw({ type: 'canned', id: uuid() })
+      } else if (o.f.type === 'chat.read') {
+        refreshInboxSoon() // the unread counts changed
       }
     }
   }
@@ -907,11 +909,13 @@
       pend.remove()
     }
     const list = $('transcript')
+    const atEnd = !before && nearBottom()
     if (before) list.insertBefore(li, before)
     else {
       const firstPending = list.querySelector('li.pending')
       list.insertBefore(li, firstPending)
     }
+    if (atEnd) scrollDown()
     if (seq > c.maxSeq) c.maxSeq = seq
     if (f.sender === 'visitor') {
       if (seq > c.maxVisitorSeq) c.maxVisitorSeq = seq
@@ -975,6 +979,18 @@
     )
     c.pending.set(f.id, li)
     $('transcript').append(li)
+    scrollDown()
+  }
+
+  // The transcript follows new messages while the agent is reading its end.
+  function nearBottom() {
+    const t = $('transcript')
+    return t.scrollHeight - t.scrollTop - t.clientHeight < 80
+  }
+
+  function scrollDown() {
+    const t = $('transcript')
+    t.scrollTop = t.scrollHeight
   }
 
   // ---------------------------------------------------------------------------------------------
