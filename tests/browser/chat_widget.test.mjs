@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { after } from 'node:test';
 import { setup, waitFor, sleep, journeyErrors, cspViolations, tcpProxy, allowOrigin, SITE_KEY } from './lib.mjs';
+import { validateFrame, schemaTypes } from '../lib/harness.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE = require.resolve('axe-core/axe.min.js');
@@ -23,9 +24,31 @@ let agentId;
 
 // One daemon for the file, reloading the catalog every second: welcome.chat.enabled follows the
 // agent accounts, and new allowed origins apply quickly.
+// The demo seed's agent is disabled first: chat starts off for this file's site.
 function chatDaemon() {
-  if (!daemonP) daemonP = h.startDaemon({ args: ['--static-dir', env.dist, '--catalog-refresh', '1'] });
+  daemonP ??= h.pg
+    .query('SELECT jd_agent_disable(id) FROM agents WHERE disabled_at IS NULL')
+    .then(() => h.startDaemon({ args: ['--static-dir', env.dist, '--catalog-refresh', '1'] }));
   return daemonP;
+}
+
+// The raw frames of a page's WebSockets (lib.mjs's record stamps each received frame with its
+// own "at", which hides chat.message's "at").
+function recordFrames(page) {
+  const raw = { sent: [], received: [] };
+  const parse = (p) => {
+    try {
+      return JSON.parse(String(p));
+    } catch {
+      return { raw: String(p) };
+    }
+  };
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => raw.sent.push(parse(f.payload)));
+    ws.on('framereceived', (f) => raw.received.push(parse(f.payload)));
+  });
+  page.raw = raw;
+  return page;
 }
 
 // A host page on its own origin (a real local server: Chromium's local-network checks block a
@@ -126,6 +149,20 @@ async function assertTranscript(page, conv) {
   assert.deepEqual(got.map((b) => ({ seq: b.seq, body: b.body })), want);
 }
 
+// Every frame the page received matches its schema in proto/schema/, and so does every frame it
+// sent whose type is not a chat one (chat.message and chat.typing name server frames there).
+function assertFramesValid(page) {
+  const types = new Set(schemaTypes());
+  const bad = [];
+  for (const [dir, list] of [['sent', page.raw.sent], ['received', page.raw.received]])
+    for (const f of list) {
+      if (dir === 'sent' && (!types.has(f.type) || f.type.startsWith('chat.'))) continue;
+      const r = validateFrame(f);
+      if (!r.valid) bad.push(`${dir} ${JSON.stringify(f).slice(0, 300)}: ${r.errors.join('; ')}`);
+    }
+  assert.deepEqual(bad, []);
+}
+
 async function axe(page) {
   if (!(await page.evaluate(() => !!window.axe))) await page.addScriptTag({ path: AXE });
   const r = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations', 'passes'] }));
@@ -191,7 +228,7 @@ h.test('a message is stored once and acked with its seq; replies, typing, presen
   const cat = await h.catalog();
   await ensureAgent();
   await presence(true);
-  const page = await env.page();
+  const page = recordFrames(await env.page());
   const dialogs = [];
   page.on('dialog', (dl) => {
     dialogs.push(dl.message());
@@ -285,6 +322,17 @@ h.test('a message is stored once and acked with its seq; replies, typing, presen
   await assertTranscript(page, conv);
   assert.equal((await bubbles(page)).filter((x) => x.meta).length, 0, 'the receipt line moved to the newest visitor message (not read yet)');
 
+  // The panel closed: a reply is delivered (rendered) but unread; the launcher says so.
+  await page.keyboard.press('Escape');
+  await p.waitFor({ state: 'hidden' });
+  const later = await agentSays(conv, 'Anything else?');
+  await page.getByRole('button', { name: 'Chat, 1 unread' }).waitFor({ timeout: 10000 });
+  await waitFor(async () => (await q('SELECT visitor_delivered_seq::int AS d FROM conversations WHERE id = $1', [conv]))[0].d === later, { what: 'delivered' });
+  assert.ok((await q('SELECT visitor_read_seq::int AS r FROM conversations WHERE id = $1', [conv]))[0].r < later, 'not read while the panel is closed');
+  await launcher(page).click();
+  await waitFor(async () => (await q('SELECT visitor_read_seq::int AS r FROM conversations WHERE id = $1', [conv]))[0].r === later, { what: 'read once opened' });
+  await page.getByRole('button', { name: 'Chat', exact: true }).waitFor();
+
   // The agent closes the conversation: a system line, then the rating is offered.
   await q('SELECT jd_chat_close($1, $2)', [conv, agentId]);
   await p.getByText('Anna closed the conversation.').waitFor({ timeout: 10000 });
@@ -297,7 +345,38 @@ h.test('a message is stored once and acked with its seq; replies, typing, presen
   assert.deepEqual(dialogs, [], 'no script ran');
   assert.deepEqual(cspViolations(page), []);
   assert.deepEqual(journeyErrors(page), []);
+  assertFramesValid(page);
   await page.context().close();
+});
+
+h.test('two tabs: the second follows the conversation the first opened; both show every message once', async () => {
+  const d = await chatDaemon();
+  await ensureAgent();
+  await presence(true);
+  const a = await env.page();
+  const context = a.context();
+  await a.goto(`${d.url}/demo/index.html`);
+  const { watch } = await import('./lib.mjs');
+  const b = watch(await context.newPage());
+  await b.goto(`${d.url}/demo/product.html`);
+  await launcher(b).waitFor({ timeout: 10000 });
+  await launcher(a).click();
+  const f1 = await say(a, 'from tab A');
+  await acked(a, f1.id);
+  const conv = f1.conversation;
+  // Tab B saw journey.chat change and resumed the same conversation.
+  await waitFor(() => b.frames_.sent.find((f) => f.type === 'chat.resume' && f.conversation === conv), { what: 'tab B resumes' });
+  await launcher(b).click();
+  await panel(b).getByText('from tab A').waitFor({ timeout: 10000 });
+  const f2 = await say(b, 'from tab B');
+  await acked(b, f2.id);
+  assert.equal(f2.conversation, conv);
+  assert.equal(f2.stage, 'consideration', "tab B's own page context");
+  await agentSays(conv, 'hello both');
+  await assertTranscript(a, conv);
+  await assertTranscript(b, conv);
+  assert.equal((await q('SELECT count(*)::int AS n FROM conversations WHERE respondent_id = (SELECT respondent_id FROM conversations WHERE id = $1)', [conv]))[0].n, 1, 'one conversation');
+  await context.close();
 });
 
 h.test('an outage: the unacked message is resent once after chat.resume; a reload resumes in seq order without duplicates; notes stay hidden', async () => {

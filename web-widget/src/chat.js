@@ -97,7 +97,7 @@ export function chat(x) {
   panel.addEventListener('focusin', soon)
   W.addEventListener('focus', soon)
   D.addEventListener('visibilitychange', soon)
-  // Another tab opened (or lost) the conversation: follow it.
+  // Another tab opened (or lost) the conversation: follow it. The outbox is shared and stays.
   W.addEventListener('storage', (e) => {
     if (e.key !== SK) return
     const n = load()
@@ -409,10 +409,14 @@ export function chat(x) {
     }
   }
 
+  // Forgets the conversation (erased, or its token refused) with what waits for it; quiet: only
+  // this tab's view of it (another tab moved on).
   function reset(quiet) {
-    for (const e of outbox()) unkeep(e.f.id)
-    S = { p: S.p }
-    if (!quiet) save()
+    if (!quiet) {
+      for (const e of outbox()) unkeep(e.f.id)
+      S = { p: S.p }
+      save()
+    }
     live = status = mine = 0
     rc = {}
     seen.clear()

@@ -63,7 +63,7 @@ export function locale(tag) {
 export const CHAT = {
   en: {
     chat: 'Chat',
-    unread: 'Chat, {0} new messages',
+    unread: 'Chat, {0} unread',
     title: 'Chat with us',
     min: 'Minimise chat',
     end: 'End chat',
@@ -91,7 +91,7 @@ export const CHAT = {
   },
   fr: {
     chat: 'Chat',
-    unread: 'Chat, {0} nouveaux messages',
+    unread: 'Chat, {0} non lu(s)',
     title: 'Discutons',
     min: 'Réduire le chat',
     end: 'Terminer le chat',
@@ -119,7 +119,7 @@ export const CHAT = {
   },
   ar: {
     chat: 'دردشة',
-    unread: 'دردشة، {0} رسائل جديدة',
+    unread: 'دردشة، {0} غير مقروءة',
     title: 'تحدث معنا',
     min: 'تصغير الدردشة',
     end: 'إنهاء الدردشة',
