@@ -493,6 +493,23 @@
       }
       return
     }
+    // Busy or rate limited: requests are sent again after a pause (outbox frames below).
+    if (f.id && RETRY.has(f.code)) {
+      const later = (fn) => setTimeout(fn, 1000 + Math.random() * 1000)
+      if (f.id === S.helloId && !S.ready) return later(sendHello)
+      if (S.openIds.has(f.id)) {
+        const conv = S.openIds.get(f.id)
+        S.openIds.delete(f.id)
+        S.opened.delete(conv)
+        return later(() => {
+          if (!S.ready || S.opened.has(conv)) return
+          if (S.conv && S.conv.id === conv) openOnSocket(conv, S.conv.maxSeq)
+          pump()
+        })
+      }
+      if (f.id === S.inboxReq) return later(requestInbox)
+      if (f.id === S.historyReq) return later(requestHistory)
+    }
     if (f.id && f.id === S.historyReq) {
       S.historyReq = null
       $('history-list').replaceChildren(el('li', { class: 'error', text: `The history cannot be shown: ${errText(f)}` }))
