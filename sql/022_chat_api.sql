@@ -21,14 +21,28 @@
 -- 1. Map export
 -- ===========================================================================================
 
+-- One coded chat message (span) as the export reads it.
+CREATE TYPE jd_export_chat_row AS (
+    message_id    bigint,
+    persona_id    bigint,
+    stage_id      bigint,
+    touchpoint_id bigint,
+    emotion       smallint,
+    obstacle_ids  bigint[],
+    thought       text,
+    respondent_id uuid,
+    session_id    uuid,
+    created_at    timestamptz
+);
+
 -- The map's coded chat messages in the export's scope: chat_evidence rows of the map and site
 -- with a stage, in the persona filter and the time window (when the visitor wrote), when the
 -- sources include 'chat'. chat_evidence already leaves out superseded codes, erased respondents
 -- and unconsented opt-in sessions, and masks the text unless the site's redact is 'off'.
+-- jd_map_export reads it once into an array that the passes below share (the view ranks every
+-- code of every site, ~7 us per code: a scan per pass would cost four times that).
 CREATE FUNCTION jd__export_chat(f jd_export_filter)
-RETURNS TABLE (message_id bigint, persona_id bigint, stage_id bigint, touchpoint_id bigint,
-               emotion smallint, obstacle_ids bigint[], thought text, respondent_id uuid,
-               session_id uuid, created_at timestamptz)
+RETURNS SETOF jd_export_chat_row
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF NOT 'chat' = ANY (f.sources) THEN
@@ -47,7 +61,7 @@ END $$;
 -- The chat counterpart of jd__export_fine: coded messages grouped by (persona, stage, touchpoint,
 -- emotion), with the newest message id of each group as cmx (mx, the answer id, is NULL). Chat
 -- evidence carries no goal.
-CREATE FUNCTION jd__export_chat_fine(f jd_export_filter)
+CREATE FUNCTION jd__export_chat_fine(p_chat jd_export_chat_row[])
 RETURNS TABLE (persona_id bigint, stage_id bigint, touchpoint_id bigint, emotion smallint,
                n bigint, gn bigint, gy bigint, obn bigint, mx bigint, cmx bigint)
 LANGUAGE plpgsql STABLE AS $$
@@ -57,13 +71,13 @@ BEGIN
                count(*), 0::bigint, 0::bigint,
                count(*) FILTER (WHERE cardinality(c.obstacle_ids) > 0),
                NULL::bigint, max(c.message_id)
-          FROM jd__export_chat(f) c
+          FROM unnest(p_chat) c
          GROUP BY 1, 2, 3, 4;
 END $$;
 
 -- The chat counterpart of jd__export_extras (obstacles and quotes; chat has no actions), plus the
 -- evidence id. A message coded on several spans gives one row per span.
-CREATE FUNCTION jd__export_chat_extras(f jd_export_filter)
+CREATE FUNCTION jd__export_chat_extras(f jd_export_filter, p_chat jd_export_chat_row[])
 RETURNS TABLE (id bigint, persona_id bigint, stage_id bigint, touchpoint_id bigint, question_id bigint,
                obstacle_ids bigint[], action text, choice text[], source text, created_at timestamptz,
                site_id bigint, respondent_id uuid, session_id uuid, txt text, evid text)
@@ -73,7 +87,7 @@ BEGIN
         SELECT c.message_id, c.persona_id, c.stage_id, c.touchpoint_id, NULL::bigint,
                c.obstacle_ids, NULL::text, NULL::text[], 'chat'::text, c.created_at, f.site_id,
                c.respondent_id, c.session_id, nullif(btrim(c.thought), ''), 'message:' || c.message_id
-          FROM jd__export_chat(f) c
+          FROM unnest(p_chat) c
          WHERE cardinality(c.obstacle_ids) > 0 OR nullif(btrim(c.thought), '') IS NOT NULL;
 END $$;
 
@@ -92,9 +106,14 @@ RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
              LIMIT greatest(p_n, 0)) y
 $$;
 
+-- 003's respondents and stage-reach passes take the chat rows too (only jd_map_export calls them).
+DROP FUNCTION jd__export_resp(jd_export_filter, bigint[], bigint[]);
+DROP FUNCTION jd__export_masks(jd_export_filter, bigint[]);
+
 -- Respondents by (stage, respondent) bit masks (see 003): answers and coded chat messages, so a
 -- respondent who both answered and chatted in a cell counts once.
-CREATE OR REPLACE FUNCTION jd__export_resp(f jd_export_filter, p_personas bigint[], p_tps bigint[])
+CREATE FUNCTION jd__export_resp(f jd_export_filter, p_personas bigint[], p_tps bigint[],
+                                p_chat jd_export_chat_row[])
 RETURNS TABLE (stage_id bigint, ptm bigint, c bigint)
 LANGUAGE plpgsql STABLE
 SET max_parallel_workers_per_gather = 0 AS $$
@@ -117,14 +136,14 @@ BEGIN
                            AND a.respondent_id IS NOT NULL
                         UNION ALL
                         SELECT ch.stage_id, ch.persona_id, ch.touchpoint_id, ch.respondent_id
-                          FROM jd__export_chat(f) ch
+                          FROM unnest(p_chat) ch
                          WHERE ch.respondent_id IS NOT NULL) a
                  GROUP BY a.stage_id, a.respondent_id) sr
          GROUP BY 1, 2;
 END $$;
 
 -- Sessions by the stages they reached (see 003): touch events, answers and coded chat messages.
-CREATE OR REPLACE FUNCTION jd__export_masks(f jd_export_filter, p_stages bigint[])
+CREATE FUNCTION jd__export_masks(f jd_export_filter, p_stages bigint[], p_chat jd_export_chat_row[])
 RETURNS TABLE (mask bigint, c bigint)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
@@ -143,7 +162,7 @@ BEGIN
                            AND (f.t_to IS NULL OR a.created_at < f.t_to)
                            AND a.source = ANY (f.sources)
                         UNION ALL
-                        SELECT ch.session_id, ch.stage_id FROM jd__export_chat(f) ch
+                        SELECT ch.session_id, ch.stage_id FROM unnest(p_chat) ch
                          WHERE ch.session_id IS NOT NULL AND ch.stage_id = ANY (p_stages)) x
                  GROUP BY x.session_id) mk
          WHERE (f.persona_id IS NULL AND f.t_from IS NULL AND f.t_to IS NULL)
@@ -184,8 +203,10 @@ DECLARE
     v_tps bigint[];
     v_np int;
     v_nt int;
+    v_chat jd_export_chat_row[];  -- the coded chat messages in scope, read once
 BEGIN
     SELECT * INTO m FROM maps WHERE id = f.map_id;
+    SELECT coalesce(array_agg(c), '{}') INTO v_chat FROM jd__export_chat(f) c;
     SELECT coalesce(array_agg(q.id), '{}') INTO v_actq
       FROM questions q JOIN surveys sv ON sv.id = q.survey_id
      WHERE sv.map_id = f.map_id AND q.lane = 'actions';
@@ -263,7 +284,7 @@ BEGIN
                (array_agg(fine.cmx ORDER BY fine.cmx DESC) FILTER (WHERE fine.cmx IS NOT NULL))[1:20] AS cev
           FROM (SELECT a.*, NULL::bigint AS cmx FROM jd__export_fine(f, v_okq) a
                 UNION ALL
-                SELECT * FROM jd__export_chat_fine(f)) fine
+                SELECT * FROM jd__export_chat_fine(v_chat)) fine
          GROUP BY GROUPING SETS ((fine.persona_id, fine.stage_id, fine.touchpoint_id),
                                  (fine.persona_id, fine.stage_id),
                                  (fine.stage_id, fine.touchpoint_id), (fine.stage_id))
@@ -279,7 +300,7 @@ BEGIN
     v_np := cardinality(v_personas) + 1;
     v_nt := cardinality(v_tps) + 1;
     IF v_np * v_nt <= 63 THEN
-        WITH combos AS MATERIALIZED (SELECT * FROM jd__export_resp(f, v_personas, v_tps)),
+        WITH combos AS MATERIALIZED (SELECT * FROM jd__export_resp(f, v_personas, v_tps, v_chat)),
         pl AS (   -- a persona's bits: all its (persona, touchpoint) pairs
             SELECT i - 1 AS pi, v_personas[i] AS pid,
                    (SELECT bit_or(1::bigint << ((i - 1) * v_nt + t)) FROM generate_series(0, v_nt - 1) t) AS bits
@@ -317,7 +338,7 @@ BEGIN
                        AND a.source = ANY (f.sources)
                     UNION ALL
                     SELECT c.persona_id, c.stage_id, c.touchpoint_id, c.respondent_id
-                      FROM jd__export_chat(f) c) a
+                      FROM unnest(v_chat) c) a
              GROUP BY GROUPING SETS ((a.persona_id, a.stage_id, a.touchpoint_id), (a.persona_id, a.stage_id),
                                      (a.stage_id, a.touchpoint_id), (a.stage_id))
         ) x;
@@ -327,7 +348,7 @@ BEGIN
     -- messages (evid is the evidence id: answer:{id} or message:{id}).
     WITH ex AS MATERIALIZED (SELECT e.*, 'answer:' || e.id AS evid FROM jd__export_extras(f, v_actq) e
                              UNION ALL
-                             SELECT * FROM jd__export_chat_extras(f)),
+                             SELECT * FROM jd__export_chat_extras(f, v_chat)),
     stats AS (
         SELECT e.key AS k, (e.value ->> 'n')::bigint AS n, (e.value ->> 'en')::bigint AS en,
                (e.value ->> 'es')::numeric AS es, (e.value ->> 'ess')::numeric AS ess,
@@ -493,7 +514,7 @@ BEGIN
                lead(s.id) OVER (ORDER BY s.position, s.id) AS next_id
           FROM stages s WHERE s.map_id = f.map_id
     ),
-    sm AS (SELECT * FROM jd__export_masks(f, v_stages)),
+    sm AS (SELECT * FROM jd__export_masks(f, v_stages, v_chat)),
     total AS (SELECT coalesce(sum(c), 0)::bigint AS n FROM sm),
     per AS (
         SELECT o.id,
