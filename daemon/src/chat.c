@@ -19,6 +19,7 @@
 #define CHAT_BODY_MAX 4000
 #define CHAT_CACHE_MAX 4096
 #define CHAT_CLOSE_POLICY 1008
+#define CHAT_MAX_WATCHES_PER_CONN 64
 
 /* One connection watching one conversation. Owned by jd_chat (watches table). */
 typedef struct chat_watch {
@@ -32,6 +33,7 @@ typedef struct chat_watch {
     bool typing_on;
     int64_t delivered, read;
     int64_t codes_version;
+    uint64_t since; /* order of creation, to drop the oldest watch first */
 } chat_watch;
 
 /* A connection that used chat. Owned by jd_chat (conns table). */
@@ -141,12 +143,24 @@ static chat_watch *watch_find(jd_chat *chat, uint64_t conn_id, const char *conv)
     return NULL;
 }
 
+static void watch_remove(jd_chat *chat, chat_watch *w);
+
 static chat_watch *watch_add(jd_chat *chat, uint64_t conn_id, const char *conv, bool agent,
                              int64_t after_seq)
 {
     chat_watch *w = watch_find(chat, conn_id, conv);
     if (w)
         return w;
+    /* A console that opens conversation after conversation watches only the latest ones. */
+    size_t mine = 0, oldest = SIZE_MAX;
+    for (size_t i = 0; i < chat->n_watches; i++)
+        if (chat->watches[i]->conn_id == conn_id) {
+            mine++;
+            if (oldest == SIZE_MAX || chat->watches[i]->since < chat->watches[oldest]->since)
+                oldest = i;
+        }
+    if (mine >= CHAT_MAX_WATCHES_PER_CONN)
+        watch_remove(chat, chat->watches[oldest]);
     if (!grow((void **)&chat->watches, &chat->cap_watches, chat->n_watches, sizeof(*chat->watches)))
         return NULL;
     w = calloc(1, sizeof(*w));
@@ -158,6 +172,7 @@ static chat_watch *watch_add(jd_chat *chat, uint64_t conn_id, const char *conv, 
     w->last_seq_sent = after_seq;
     w->delivered = w->read = -1;
     w->codes_version = -1;
+    w->since = ++chat->next_tag;
     chat->watches[chat->n_watches++] = w;
     return w;
 }

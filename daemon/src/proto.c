@@ -70,6 +70,11 @@ static void set_error(jd_proto_error *err, jd_error_code code, const char *id, c
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
     va_end(ap);
+    /* A peer's text quoted with a byte limit ("%.32s") can end mid-character: cut back to the
+     * last whole one, so the error frame stays valid UTF-8 (found by the fuzzer). */
+    size_t len = strlen(err->message);
+    while (len && !jd_utf8_text_valid(err->message, len))
+        err->message[--len] = '\0';
 }
 
 void jd_proto_peek_id(const char *frame, size_t len, char id[JD_UUID_LEN + 1])
