@@ -2,7 +2,9 @@
 // journeyctl binary against a real PostgreSQL migrated by journeyd and seeded with the demo site:
 // `transcripts` in every format (JSONL parses line by line, CSV is strict RFC 4180 with the formula
 // guard, text, HTML parsed by jsdom where <img src=x onerror=alert(1)> is text and no element),
-// redaction on request and forced by the site, the filters, one conversation, -o; `agent
+// redaction on request and forced by the site, the filters, one conversation, -o; `export` of a
+// map with coded chat messages (message evidence, valid against proto/journey-map.schema.json,
+// escaped in the HTML map); `agent
 // add|passwd|disable|enable|list` with the password from stdin or --password-file (never argv),
 // checked by signing in (jd_agent_login) after each change; `erase` takes the chats first; usage
 // errors exit 2 and errors exit 1 with one line.
@@ -13,9 +15,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
 import { JSDOM } from 'jsdom';
 
-import { Harness, SITE_KEY, journeydBin, sanitizerReport, uuid } from '../lib/harness.mjs';
+import { Harness, ROOT, SITE_KEY, journeydBin, sanitizerReport, uuid } from '../lib/harness.mjs';
 
 const h = Harness.forFile(import.meta.url);
 const CTL = path.join(path.dirname(journeydBin()), 'journeyctl');
@@ -299,10 +303,41 @@ h.test('agent add, list, passwd, disable and enable; passwords from stdin or a f
   assert.ok(!added.includes('first password'), 'nor in the output');
 });
 
+h.test('export: coded chat messages are map evidence (message ids, chat quotes), valid and escaped', async () => {
+  const { cat, anna, c1 } = await fixture();
+  const { rows: [m1] } = await h.pg.query('SELECT id FROM messages WHERE conversation_id = $1 AND seq = 1', [c1]);
+  await h.pg.query("SELECT jd_code_message($1, $2, NULL, NULL, 2, NULL, 'purchase', 'website')", [anna, m1.id]);
+  const { rows: [m2] } = await h.pg.query('SELECT id FROM messages WHERE conversation_id = $1 AND seq = 2', [c1]);
+
+  const doc = JSON.parse(await ok(['export', '--map', String(cat.mapId)]));
+  const schema = JSON.parse(readFileSync(path.join(ROOT, 'proto', 'journey-map.schema.json'), 'utf8'));
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  const validate = ajv.compile(schema);
+  assert.ok(validate(doc), `the document validates: ${ajv.errorsText(validate.errors)}`);
+  const cell = doc.cells.find((c) => c.id === `pall-s${cat.stages.purchase}-t${cat.touchpoints.website}`);
+  assert.equal(cell.n, 2, 'the two coded messages are the cell\'s evidence');
+  assert.deepEqual(cell.emotion.distribution, [1, 1, 0, 0, 0]);
+  assert.deepEqual(cell.evidence.sort(), [`message:${m1.id}`, `message:${m2.id}`].sort());
+  assert.deepEqual(cell.obstacles.map((o) => [o.slug, o.count]), [['shipping-cost', 1]]);
+  const quote = cell.quotes.find((q) => q.evidence === `message:${m1.id}`);
+  assert.equal(quote?.source, 'chat');
+  assert.equal(quote?.text, `${HOSTILE} "quoted", and a comma`, 'the coded message is quoted as written');
+  const surveyOnly = JSON.parse(await ok(['export', '--map', String(cat.mapId), '--source', 'survey']));
+  assert.equal(surveyOnly.cells.find((c) => c.id === cell.id).n, 0, '--source survey leaves the chat out');
+
+  const html = await ok(['export', '--map', String(cat.mapId), '--format', 'html']);
+  assert.ok(!html.includes('<img src=x'), 'the quote is escaped in the HTML map');
+  const dom = new JSDOM(html);
+  assert.equal(dom.window.document.querySelectorAll('img, [onerror]').length, 0);
+  assert.ok(dom.window.document.body.textContent.includes(HOSTILE), 'and reads as text');
+  dom.window.close();
+});
+
 h.test('erase takes the chats first, also those found by e-mail', async () => {
   const { rita, c1, cat } = await fixture();
   const out = await ok(['erase', '--site', SITE_KEY, '--email', 'rita@cli-chat.example']);
-  assert.match(out, /^erased respondents=1 answers=0 touch_events=0 sessions=0 conversations=1 messages=5 codes=1 ratings=0$/m,
+  assert.match(out, /^erased respondents=1 answers=0 touch_events=0 sessions=0 conversations=1 messages=5 codes=2 ratings=0$/m,
     'the chat of the respondent with that e-mail is erased (jd_erase_chat ran before jd_erase cleared the e-mail)');
   const { rows } = await h.pg.query('SELECT count(*)::int AS n FROM messages WHERE conversation_id = $1', [c1]);
   assert.equal(rows[0].n, 0);
