@@ -637,6 +637,17 @@ static void client_address(jd_net *net, struct lws *wsi, char *out, size_t out_l
     }
 }
 
+/* The limits every upgrade passes last: total connections and connections per address. */
+static int limit_upgrade(jd_net *net, struct lws *wsi, const char *peer)
+{
+    if ((int)net->n_conns >= net->config.max_conns)
+        return reject_upgrade(wsi, 503, "too many connections", peer);
+    jd_ip_count *ip = ip_get(net, peer, false);
+    if (ip && ip->count >= net->config.max_conns_per_ip)
+        return reject_upgrade(wsi, 429, "too many connections from this address", peer);
+    return 0;
+}
+
 /* The agent console's session cookie: __Host-jd_agent under TLS, jd_agent without. */
 static bool agent_cookie(struct lws *wsi, char *out, size_t out_len)
 {
@@ -687,12 +698,7 @@ static int agent_filter(jd_net *net, struct lws *wsi, const char *uri, const cha
         return reject_upgrade(wsi, 403, "origin not allowed for the agent console", peer);
     if (!agent_cookie(wsi, token, sizeof(token)))
         return reject_upgrade(wsi, 403, "sign in first (POST /agent/login)", peer);
-    if ((int)net->n_conns >= net->config.max_conns)
-        return reject_upgrade(wsi, 503, "too many connections", peer);
-    jd_ip_count *ip = ip_get(net, peer, false);
-    if (ip && ip->count >= net->config.max_conns_per_ip)
-        return reject_upgrade(wsi, 429, "too many connections from this address", peer);
-    return 0;
+    return limit_upgrade(net, wsi, peer);
 }
 
 static int ws_filter(jd_net *net, struct lws *wsi)
@@ -720,12 +726,7 @@ static int ws_filter(jd_net *net, struct lws *wsi)
     int olen = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
     if (olen > 0 && !jd_catalog_origin_allowed(cs, origin))
         return reject_upgrade(wsi, 403, "origin not allowed for this site", peer);
-    if ((int)net->n_conns >= net->config.max_conns)
-        return reject_upgrade(wsi, 503, "too many connections", peer);
-    jd_ip_count *ip = ip_get(net, peer, false);
-    if (ip && ip->count >= net->config.max_conns_per_ip)
-        return reject_upgrade(wsi, 429, "too many connections from this address", peer);
-    return 0;
+    return limit_upgrade(net, wsi, peer);
 }
 
 static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
