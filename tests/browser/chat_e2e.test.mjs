@@ -32,7 +32,7 @@ after(async () => {
   if (proxy) await proxy.close();
 });
 
-// ---- the visitor's widget (shadow DOM of [data-journey=chat]) ----------------------------------
+// ---- the visitor's widget (the chat panel's open shadow root) ------------------------------------
 
 async function visitorPage() {
   const page = await env.page();
@@ -52,8 +52,10 @@ async function visitorPage() {
 // The widget's transcript: [{seq, body, pending, mine}] in DOM order.
 const widgetLog = (page) =>
   page.evaluate(() => {
-    const root = document.querySelector('[data-journey=chat]').shadowRoot;
-    return [...root.querySelector('[role=log]').children].map((li) => ({
+    // The chat panel's shadow host: whichever element's (open) shadow root holds the message log.
+    const host = [...document.body.querySelectorAll('*')].find((e) => e.shadowRoot && e.shadowRoot.querySelector('[role=dialog] [role=log]'));
+    if (!host) return [];
+    return [...host.shadowRoot.querySelector('[role=dialog] [role=log]').children].map((li) => ({
       seq: li.dataset.s ? Number(li.dataset.s) : null,
       body: li.querySelector('.bb').textContent,
       pending: !li.dataset.s,

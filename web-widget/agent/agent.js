@@ -340,6 +340,11 @@
     clearTimeout(S.helloTimer)
     S.helloId = uuid()
     raw({ type: 'hello', id: S.helloId, v: 1 })
+    // No welcome yet after a while (the session check is slow or was lost): ask again; the server
+    // ignores a hello while it is still checking the first one.
+    S.helloTimer = setTimeout(() => {
+      if (!S.ready && S.ws) sendHello()
+    }, 10000)
   }
 
   // A frame that must reach the server: it stays in the outbox until its ack or reply, and is
@@ -482,6 +487,7 @@
   }
 
   function onError(f) {
+    if (f.code === 'duplicate_hello') return // a second hello crossed the welcome
     if (f.code === 'not_ready') {
       // The session check is still running: resend hello shortly, keep everything else queued.
       if (!S.ready) {
