@@ -241,6 +241,8 @@ h.test('full conversation across two instances: typing, receipts, notes, coding,
     await sleep(200);
   }
   await sleep(1500);
+  // The visitor comes back through instance B: chat.resume works on any instance.
+  proxy.target = B.port;
   proxy.restore();
   // And right after, before the widget has resumed.
   for (let i = 1; i <= 3; i++) {
@@ -299,6 +301,7 @@ h.test('full conversation across two instances: typing, receipts, notes, coding,
   const wl = await widgetLog(vp);
   assert.ok(!wl.some((m) => /private note|Regular customer/.test(m.body)), 'the visitor never sees a note');
   // The widget resumed from its last seq after the cut (chat.resume with after_seq > 0).
+  assert.match(B.stderr, /connected \(site demo-site-key-0001\)/, 'the widget reconnected to instance B');
   const resumes = vp.frames_.sent.filter((f) => f.type === 'chat.resume');
   assert.ok(resumes.length >= 1 && resumes.some((f) => f.after_seq > 0), `chat.resume after the cut: ${JSON.stringify(resumes)}`);
   // Every chat.message the console sent was acked with its seq, and resends reused the id.
