@@ -2,6 +2,7 @@
 // on one PostgreSQL. The visitor is the demo shop's widget in Chromium, talking to instance A
 // through a TCP proxy that can cut the network; the agent is the console (/agent) in another
 // Chromium context on instance B. Messages cross instances through LISTEN/NOTIFY + jd_chat_poll.
+// The cut sends the visitor back through instance B (chat.resume on the other instance).
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import { setup, waitFor, sleep, tcpProxy, allowOrigin, cspViolations } from './lib.mjs';
