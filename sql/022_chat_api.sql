@@ -345,8 +345,9 @@ BEGIN
     END IF;
 
     -- One scan for obstacles, actions and quotes: the answers that carry them, then the coded chat
-    -- messages (evid is the evidence id: answer:{id} or message:{id}).
-    WITH ex AS MATERIALIZED (SELECT e.*, 'answer:' || e.id AS evid FROM jd__export_extras(f, v_actq) e
+    -- messages. evid is a chat message's evidence id (message:{id}); an answer's (answer:{id}) is
+    -- made only for the few rows that become quotes.
+    WITH ex AS MATERIALIZED (SELECT e.*, NULL::text AS evid FROM jd__export_extras(f, v_actq) e
                              UNION ALL
                              SELECT * FROM jd__export_chat_extras(f, v_chat)),
     stats AS (
@@ -452,7 +453,7 @@ BEGIN
     ),
     quotes AS (
         SELECT k, jsonb_agg(jsonb_build_object('text', jd__export_quote_text(txt, st.redact),
-                                               'evidence', evid, 'source', source,
+                                               'evidence', coalesce(evid, 'answer:' || id), 'source', source,
                                                'at', created_at) ORDER BY rn) AS items
           FROM qk WHERE rn <= f.quotes_n GROUP BY k
     ),
