@@ -15,7 +15,9 @@
 --      jd_admin pass its content type on.
 --
 -- Functions of earlier migrations are replaced with CREATE OR REPLACE under the same signature
--- (the files themselves are applied once and never edited).
+-- (the files themselves are applied once and never edited); only 003's jd__export_resp and
+-- jd__export_masks, which nothing but jd_map_export calls, are dropped and recreated with the
+-- chat rows as one more parameter.
 
 -- ===========================================================================================
 -- 1. Map export
