@@ -1,159 +1,18 @@
-/* libwebsockets service thread: HTTP and the journey.v1 WebSocket. Each WebSocket connection is a
+/* libwebsockets service thread: the lws context, the journey.v1 and journey.agent.v1 WebSockets
+ * and the events from the stores (HTTP is in net_http.c). Each WebSocket connection is a
  * jd_conn owned by this thread, found by id through a hash table so store events (which carry only
  * the id) never touch freed memory. Backpressure: a connection stops reading when its unacked
  * frames reach max_inflight or when the inbound queue is full (records then wait in the
  * connection, in order, and are retried on JD_EV_RESUME). Connections are freed only from the
  * service loop, never inside their own callback (closed ones are put on a reap list). */
-#include "net.h"
+#include "net_private.h"
 
-#include "chat.h"
-
-#include "catalog.h"
-#include "channel.h"
 #include "log.h"
 #include "metrics.h"
-#include "proto.h"
-#include "util.h"
 
-#include <libwebsockets.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define JD_MAX_OUTQ 256    /* queued frames before a reader is deemed stuck */
-#define JD_FLOOD_CLOSE 200 /* refused frames in a row before closing 1008 */
-#define JD_LOGINS_PER_MINUTE 20
-
-/* OPEN -> CLOSING (we decided to close; owed frames still go out) -> CLOSE_SENT (the close is
- * lws's now: it sends the close frame and waits for the peer's reply) -> CLOSED (wsi gone). */
-typedef enum {
-    JD_CONN_OPEN = 0,
-    JD_CONN_CLOSING,
-    JD_CONN_CLOSE_SENT,
-    JD_CONN_CLOSED
-} jd_conn_state;
-
-typedef struct jd_frame {
-    struct jd_frame *next;
-    size_t len;
-    unsigned char data[]; /* LWS_PRE bytes of headroom, then the payload */
-} jd_frame;
-
-typedef struct jd_ip_count {
-    struct jd_ip_count *next;
-    int count;
-    char ip[48];
-} jd_ip_count;
-
-typedef struct jd_conn {
-    uint64_t id;
-    struct lws *wsi;
-    jd_conn_state state;
-    bool agent; /* an agent console (journey.agent.v1), else a visitor (journey.v1) */
-    struct jd_conn *table_next; /* hash chain */
-    struct jd_conn *reap_next;
-    jd_ip_count *ip;
-    char site_key[72];
-    char peer[48]; /* client address, for log lines */
-    jd_proto_session proto;
-    jd_buf rx; /* fragments of the current message */
-    jd_frame *out_head, *out_tail;
-    int out_count;
-    jd_buf acks; /* "id","id",... waiting for an ack frame */
-    int n_acks;
-    int inflight; /* records pushed or stalled and not yet acked or rejected */
-    jd_record **stalled;
-    size_t n_stalled, cap_stalled;
-    struct jd_conn *stall_prev, *stall_next; /* place in net's FIFO of stalled connections */
-    bool in_stall_list;
-    bool rx_paused;
-    double tokens;
-    uint64_t tokens_at_us;
-    int refused_in_a_row;
-    int close_code;
-    char close_reason[64];
-} jd_conn;
-
-typedef struct jd_http {
-    char *body;
-    size_t len, sent;
-    bool owned;
-    bool head_only;
-    bool close_after; /* the request's body was not read: the connection cannot be reused */
-} jd_http;
-
-#define JD_API_MAX_BODY (1u << 20)
-
-/* An admin API request while its body arrives and while jd_api() runs. */
-typedef struct jd_api_call {
-    uint64_t id; /* 0 when no call is pending */
-    char method[8];
-    char path[512];
-    char token[320];
-    const char *agent_op; /* an agent console route (jd_agent_http), else NULL: admin API */
-    jd_buf query;         /* JSON object text */
-    jd_buf body;
-    bool too_large;
-    bool bad_query;
-    bool answered;              /* an error went out before the body was read: ignore the body */
-    jd_http_response *response; /* owned; the body being written points into it */
-} jd_api_call;
-
-/* Per-session data lws allocates for both protocols. */
-typedef struct jd_pss {
-    jd_conn *conn;
-    jd_http http;
-    jd_api_call *api; /* only while an admin request is open: WebSocket sessions stay small */
-    struct jd_pss *api_next; /* pending list, to find the request when its answer arrives */
-    struct lws *wsi;
-} jd_pss;
-
-typedef enum { JD_NET_SERVING = 0, JD_NET_DRAINING, JD_NET_CLOSING, JD_NET_DONE } jd_net_state;
-
-struct jd_net {
-    struct lws_context *context;
-    pthread_t thread;
-    bool thread_started;
-    jd_net_hooks hooks;
-    jd_config config;
-    jd_files *files;
-    jd_catalog *catalog;
-    jd_queue *inbound, *api, *chatq, *outbound;
-    jd_chat *chat;
-    jd_pss *api_pending;
-    uint64_t next_api_id;
-    jd_net_state state;
-    bool tls;
-    bool marker_pushed;
-    uint64_t next_conn_id;
-
-    jd_conn *stall_head, *stall_tail; /* stalled connections, oldest first: served in turn */
-    jd_conn **table;                  /* hash of open connections by id */
-    size_t table_size, n_conns;
-    jd_ip_count *ips[1024];
-    jd_conn *reap;
-
-    /* Written by other threads, read on the service thread. */
-    pthread_mutex_t update_lock;
-    jd_config pending_config;
-    bool pending_config_set;
-    jd_files *pending_files;
-    atomic_bool drain_requested;
-    atomic_bool abort_requested;
-
-    /* Agent sign-ins per client address and minute (slots shared on hash collision, which only
-     * ever makes the limit stricter). */
-    struct {
-        char ip[48];
-        double tokens;
-        uint64_t at_us;
-    } logins[256];
-
-    lws_retry_bo_t retry;
-    char iface[256];
-    jd_event event_buf[512];
-};
 
 static void net_set_state(jd_net *net, jd_net_state state);
 
@@ -610,7 +469,7 @@ static bool ip_listed(const char *list, const char *ip)
 
 /* The client's address: the peer, or, when the peer is a trusted reverse proxy, the right-most
  * X-Forwarded-For entry that is not itself a trusted proxy. */
-static void client_address(jd_net *net, struct lws *wsi, char *out, size_t out_len)
+void jd_net_client_address(jd_net *net, struct lws *wsi, char *out, size_t out_len)
 {
     char peer[64] = "", xff[512] = "";
     lws_get_peer_simple(wsi, peer, sizeof(peer));
@@ -648,55 +507,14 @@ static int limit_upgrade(jd_net *net, struct lws *wsi, const char *peer)
     return 0;
 }
 
-/* The agent console's session cookie: __Host-jd_agent under TLS, jd_agent without. */
-static bool agent_cookie(struct lws *wsi, char *out, size_t out_len)
-{
-    char cookies[1024] = "";
-    out[0] = '\0';
-    if (lws_hdr_copy(wsi, cookies, sizeof(cookies), WSI_TOKEN_HTTP_COOKIE) <= 0)
-        return false;
-    for (char *p = cookies; *p;) {
-        while (*p == ' ' || *p == ';')
-            p++;
-        size_t len = strcspn(p, ";");
-        char *eq = memchr(p, '=', len);
-        if (eq) {
-            size_t name_len = (size_t)(eq - p);
-            bool ours = (name_len == 8 && strncmp(p, "jd_agent", 8) == 0) ||
-                        (name_len == 15 && strncmp(p, "__Host-jd_agent", 15) == 0);
-            size_t value_len = len - name_len - 1;
-            if (ours && value_len > 0 && value_len < out_len) {
-                memcpy(out, eq + 1, value_len);
-                out[value_len] = '\0';
-                return true;
-            }
-        }
-        p += len;
-    }
-    return false;
-}
-
-/* Browsers send Origin on WebSocket upgrades and POSTs; the console lives on journeyd's own
- * origin, so any other Origin is a cross-site request. A missing Origin is not a browser. */
-static bool same_origin(struct lws *wsi)
-{
-    char origin[512] = "", host[256] = "";
-    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
-        return true;
-    if (lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
-        return false;
-    const char *o = strstr(origin, "://");
-    return o && strcmp(o + 3, host) == 0;
-}
-
 static int agent_filter(jd_net *net, struct lws *wsi, const char *uri, const char *peer)
 {
     char token[160];
     if (strcmp(uri, "/agent/ws") != 0)
         return reject_upgrade(wsi, 404, "the agent console's WebSocket is /agent/ws", peer);
-    if (!same_origin(wsi))
+    if (!jd_net_same_origin(wsi))
         return reject_upgrade(wsi, 403, "origin not allowed for the agent console", peer);
-    if (!agent_cookie(wsi, token, sizeof(token)))
+    if (!jd_net_agent_cookie(wsi, token, sizeof(token)))
         return reject_upgrade(wsi, 403, "sign in first (POST /agent/login)", peer);
     return limit_upgrade(net, wsi, peer);
 }
@@ -704,7 +522,7 @@ static int agent_filter(jd_net *net, struct lws *wsi, const char *uri, const cha
 static int ws_filter(jd_net *net, struct lws *wsi)
 {
     char peer[48] = "", site[72] = "", origin[512] = "", uri[64] = "";
-    client_address(net, wsi, peer, sizeof(peer));
+    jd_net_client_address(net, wsi, peer, sizeof(peer));
     if (net->state != JD_NET_SERVING)
         return reject_upgrade(wsi, 503, "server is shutting down", peer);
     lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
@@ -735,7 +553,7 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
     char peer[48] = "";
     if (!c)
         return -1;
-    client_address(net, wsi, peer, sizeof(peer));
+    jd_net_client_address(net, wsi, peer, sizeof(peer));
     snprintf(c->proto.client_ip, sizeof(c->proto.client_ip), "%s", peer);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->id = ++net->next_conn_id;
@@ -760,7 +578,7 @@ static int ws_established(jd_net *net, struct lws *wsi, jd_pss *pss)
     if (proto && strcmp(proto->name, JD_CHAT_AGENT_SUBPROTOCOL) == 0) {
         char token[160];
         c->agent = true;
-        agent_cookie(wsi, token, sizeof(token));
+        jd_net_agent_cookie(wsi, token, sizeof(token));
         jd_chat_agent_connected(net->chat, c->id, token);
         jd_log(JD_LOG_INFO, c->id, c->peer, "agent console connected");
         return 0;
@@ -815,518 +633,6 @@ static void reap_closed(jd_net *net)
         net->reap = c->reap_next;
         conn_free(net, c);
     }
-}
-
-/* --- HTTP ------------------------------------------------------------------------------------- */
-
-static int http_respond(struct lws *wsi, jd_pss *pss, unsigned int status, const char *type,
-                        const char *body, size_t len, bool owned, const char *extra_headers[][2])
-{
-    unsigned char buf[LWS_PRE + 4096], *start = buf + LWS_PRE, *p = start,
-                                       *end = buf + sizeof(buf) - 1;
-    if (lws_add_http_common_headers(wsi, status, type, len, &p, end))
-        goto fail;
-    static const char *const security[][2] = {
-        {"x-content-type-options:", "nosniff"},
-        {"referrer-policy:", "strict-origin-when-cross-origin"},
-        {"content-security-policy:",
-         "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-         "style-src 'self'; script-src 'self'; frame-ancestors 'self'; base-uri 'none'"}};
-    for (size_t i = 0; i < sizeof(security) / sizeof(security[0]); i++)
-        if (lws_add_http_header_by_name(wsi, (const unsigned char *)security[i][0],
-                                        (const unsigned char *)security[i][1],
-                                        (int)strlen(security[i][1]), &p, end))
-            goto fail;
-    jd_net *net = lws_context_user(lws_get_context(wsi));
-    if (pss->http.close_after &&
-        lws_add_http_header_by_name(
-            wsi, (const unsigned char *)"connection:", (const unsigned char *)"close", 5, &p, end))
-        goto fail;
-    if (net->tls && net->config.hsts_max_age > 0) {
-        char hsts[64];
-        int n =
-            snprintf(hsts, sizeof(hsts), "max-age=%d; includeSubDomains", net->config.hsts_max_age);
-        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"strict-transport-security:",
-                                        (const unsigned char *)hsts, n, &p, end))
-            goto fail;
-    }
-    for (int i = 0; extra_headers && extra_headers[i][0]; i++)
-        if (lws_add_http_header_by_name(wsi, (const unsigned char *)extra_headers[i][0],
-                                        (const unsigned char *)extra_headers[i][1],
-                                        (int)strlen(extra_headers[i][1]), &p, end))
-            goto fail;
-    if (lws_finalize_write_http_header(wsi, start, &p, end))
-        goto fail;
-    if (!len || pss->http.head_only) {
-        if (owned)
-            free((char *)body);
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-    }
-    pss->http.body = (char *)body;
-    pss->http.len = len;
-    pss->http.sent = 0;
-    pss->http.owned = owned;
-    lws_callback_on_writable(wsi);
-    return 0;
-fail:
-    if (owned)
-        free((char *)body);
-    return -1;
-}
-
-static int http_writeable(struct lws *wsi, jd_pss *pss)
-{
-    jd_http *h = &pss->http;
-    if (pss->api && pss->api->response && !h->body && pss->api->id) {
-        /* The API answer arrived: headers now, inside this wsi's own callback. */
-        jd_http_response *r = pss->api->response;
-        pss->api->id = 0;
-        if (r->set_cookie) {
-            jd_net *net = lws_context_user(lws_get_context(wsi));
-            char cookie[400];
-            /* HttpOnly: scripts never see it; SameSite=Strict: other sites never send it. */
-            snprintf(
-                cookie, sizeof(cookie), "%s=%s; Path=%s; HttpOnly; SameSite=Strict%s; Max-Age=%d",
-                net->tls ? "__Host-jd_agent" : "jd_agent", r->cookie, net->tls ? "/" : "/agent",
-                net->tls ? "; Secure" : "", r->cookie[0] ? 43200 : 0);
-            const char *headers[][2] = {
-                {"set-cookie:", cookie}, {"cache-control:", "no-store"}, {NULL, NULL}};
-            return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body, r->len,
-                                false, headers);
-        }
-        return http_respond(wsi, pss, (unsigned int)r->status, r->content_type, r->body, r->len,
-                            false, NULL);
-    }
-    if (!h->body)
-        return 0;
-    size_t chunk = h->len - h->sent;
-    if (chunk > 16384)
-        chunk = 16384;
-    /* lws_write needs LWS_PRE bytes of headroom before the data. */
-    unsigned char buf[LWS_PRE + 16384];
-    memcpy(buf + LWS_PRE, h->body + h->sent, chunk);
-    h->sent += chunk;
-    bool last = h->sent == h->len;
-    if (lws_write(wsi, buf + LWS_PRE, chunk, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
-        (int)chunk)
-        return -1;
-    if (!last) {
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    if (h->owned)
-        free(h->body);
-    h->body = NULL;
-    if (pss->api) {
-        free(pss->api->response);
-        pss->api->response = NULL;
-    }
-    if (h->close_after)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-static void http_release(jd_pss *pss)
-{
-    if (pss->http.owned)
-        free(pss->http.body);
-    pss->http.body = NULL;
-}
-
-static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path);
-
-static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path);
-
-static int http_request(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path)
-{
-    if (strncmp(path, "/api/v1", 7) == 0 && (path[7] == '\0' || path[7] == '/'))
-        return api_begin(net, wsi, pss, path);
-    if (strcmp(path, "/agent/login") == 0 || strcmp(path, "/agent/logout") == 0 ||
-        strcmp(path, "/agent/me") == 0 || strcmp(path, "/agent/transcript") == 0)
-        return agent_route(net, wsi, pss, path);
-    char method[8] = "";
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
-        snprintf(method, sizeof(method), "GET");
-    else if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0)
-        snprintf(method, sizeof(method), "HEAD");
-    pss->http.head_only = strcmp(method, "HEAD") == 0;
-    if (!method[0]) {
-        static const char body[] = "{\"error\":{\"code\":\"method_not_allowed\","
-                                   "\"message\":\"only GET and HEAD are served here\"}}";
-        return http_respond(wsi, pss, 405, "application/json", body, sizeof(body) - 1, false, NULL);
-    }
-    if (strcmp(path, "/healthz") == 0) {
-        char reason[256] = "", body[512];
-        bool up = net->hooks.db_healthy(net->hooks.arg, reason, sizeof(reason));
-        unsigned int status = 200;
-        jd_buf b;
-        jd_buf_init(&b);
-        if (net->state != JD_NET_SERVING) {
-            status = 503;
-            jd_buf_puts(&b, "{\"status\":\"draining\",\"reason\":\"shutting down\"}");
-        } else if (!up) {
-            status = 503;
-            jd_buf_puts(&b, "{\"status\":\"unavailable\",\"database\":\"down\",\"reason\":");
-            jd_buf_json_string(&b, reason, strlen(reason));
-            jd_buf_puts(&b, "}");
-        } else if (!net->catalog) {
-            /* Connected, but sites and surveys are not loaded yet: upgrades would get 503. */
-            status = 503;
-            jd_buf_puts(&b, "{\"status\":\"starting\",\"database\":\"up\",\"reason\":"
-                            "\"loading sites and surveys\"}");
-        } else {
-            jd_buf_puts(&b, "{\"status\":\"ok\",\"database\":\"up\",\"catalog\":true}");
-        }
-        snprintf(body, sizeof(body), "%s", jd_buf_ok(&b) ? b.data : "{}");
-        jd_buf_free(&b);
-        static const char *const nocache[][2] = {{"cache-control:", "no-store"}, {NULL, NULL}};
-        char *copy = strdup(body);
-        return http_respond(wsi, pss, status, "application/json", copy, copy ? strlen(copy) : 0,
-                            true, (const char *(*)[2])nocache);
-    }
-    if (strcmp(path, "/metrics") == 0) {
-        jd_buf b;
-        jd_buf_init(&b);
-        jd_metrics_render(&b);
-        if (!jd_buf_ok(&b)) {
-            jd_buf_free(&b);
-            return -1;
-        }
-        return http_respond(wsi, pss, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
-                            b.len, true, NULL);
-    }
-    if (strcmp(path, "/ws") == 0) {
-        static const char body[] = "{\"error\":{\"code\":\"upgrade_required\",\"message\":"
-                                   "\"/ws speaks WebSocket with subprotocol journey.v1\"}}";
-        return http_respond(wsi, pss, 426, "application/json", body, sizeof(body) - 1, false, NULL);
-    }
-    if (strcmp(path, "/") == 0) {
-        static const char *const loc[][2] = {{"location:", "/demo/index.html"}, {NULL, NULL}};
-        return http_respond(wsi, pss, 302, "text/plain", "", 0, false, (const char *(*)[2])loc);
-    }
-    if (strcmp(path, "/agent") == 0 || strcmp(path, "/agent/") == 0) {
-        static const char *const loc[][2] = {{"location:", "/agent/index.html"}, {NULL, NULL}};
-        return http_respond(wsi, pss, 302, "text/plain", "", 0, false, (const char *(*)[2])loc);
-    }
-    if (strcmp(path, "/agent/ws") == 0) {
-        static const char body[] = "{\"error\":{\"code\":\"upgrade_required\",\"message\":"
-                                   "\"/agent/ws speaks WebSocket with subprotocol "
-                                   "journey.agent.v1\"}}";
-        return http_respond(wsi, pss, 426, "application/json", body, sizeof(body) - 1, false, NULL);
-    }
-    const jd_file *file = jd_files_find(net->files, path);
-    if (!file) {
-        static const char body[] = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such "
-                                   "file\"}}";
-        return http_respond(wsi, pss, 404, "application/json", body, sizeof(body) - 1, false, NULL);
-    }
-    char inm[64] = "";
-    const char *headers[4][2] = {{"etag:", file->etag},
-                                 {"cache-control:", "public, max-age=300, must-revalidate"},
-                                 {"cross-origin-resource-policy:", "cross-origin"},
-                                 {NULL, NULL}};
-    if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
-        strcmp(inm, file->etag) == 0)
-        return http_respond(wsi, pss, 304, file->content_type, "", 0, false, headers);
-    return http_respond(wsi, pss, 200, file->content_type, file->data, file->len, false, headers);
-}
-
-/* --- admin API bridge ------------------------------------------------------------------------ */
-
-static void api_unlink(jd_net *net, jd_pss *pss)
-{
-    jd_pss **p = &net->api_pending;
-    while (*p && *p != pss)
-        p = &(*p)->api_next;
-    if (*p)
-        *p = pss->api_next;
-    pss->api_next = NULL;
-}
-
-static void api_release(jd_net *net, jd_pss *pss)
-{
-    api_unlink(net, pss);
-    if (!pss->api)
-        return;
-    jd_buf_free(&pss->api->query);
-    jd_buf_free(&pss->api->body);
-    free(pss->api->response);
-    free(pss->api);
-    pss->api = NULL;
-}
-
-static int api_error(struct lws *wsi, jd_pss *pss, unsigned int status, const char *code,
-                     const char *message)
-{
-    if (pss->api)
-        pss->api->answered = true;
-    jd_buf b;
-    jd_buf_init(&b);
-    jd_buf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", code);
-    jd_buf_json_string(&b, message, strlen(message));
-    jd_buf_puts(&b, "}}");
-    if (!jd_buf_ok(&b)) {
-        jd_buf_free(&b);
-        return -1;
-    }
-    return http_respond(wsi, pss, status, "application/json", b.data, b.len, true, NULL);
-}
-
-/* Queues the request for the API store; the answer arrives as JD_EV_HTTP. */
-static int api_submit(jd_net *net, struct lws *wsi, jd_pss *pss)
-{
-    jd_api_call *a = pss->api;
-    if (!a)
-        return -1;
-    if (a->answered)
-        return 0;
-    if (a->too_large)
-        return api_error(wsi, pss, 413, "too_large", "request body over 1 MiB");
-    if (a->bad_query)
-        return api_error(wsi, pss, 400, "bad_request",
-                         "query string must be UTF-8 text without NUL bytes");
-    if (a->body.len && !jd_utf8_text_valid(a->body.data, a->body.len))
-        return api_error(wsi, pss, 400, "bad_request",
-                         "request body must be UTF-8 text without NUL bytes");
-    jd_buf rec;
-    jd_buf_init(&rec);
-    if (a->agent_op) {
-        if (!jd_chat_http_record(a->agent_op, a->body.data, a->body.len, a->query.data,
-                                 a->query.len, a->token, &rec)) {
-            jd_buf_free(&rec);
-            return api_error(wsi, pss, 400, "bad_request", "the body must be a JSON object");
-        }
-        goto queue;
-    }
-    jd_buf_puts(&rec, "[");
-    jd_buf_json_string(&rec, a->method, strlen(a->method));
-    jd_buf_puts(&rec, ",");
-    jd_buf_json_string(&rec, a->path, strlen(a->path));
-    jd_buf_puts(&rec, ",");
-    jd_buf_append(&rec, a->query.data ? a->query.data : "{}", a->query.data ? a->query.len : 2);
-    jd_buf_puts(&rec, ",");
-    if (a->body.len)
-        jd_buf_json_string(&rec, a->body.data, a->body.len);
-    else
-        jd_buf_puts(&rec, "null");
-    jd_buf_puts(&rec, ",");
-    if (a->token[0])
-        jd_buf_json_string(&rec, a->token, strlen(a->token));
-    else
-        jd_buf_puts(&rec, "null");
-    jd_buf_puts(&rec, "]");
-queue:
-    a->id = ++net->next_api_id;
-    jd_record *r = jd_buf_ok(&rec) ? jd_record_new(a->agent_op ? JD_REC_CHAT_HTTP : JD_REC_API,
-                                                   false, a->id, NULL, rec.data, rec.len)
-                                   : NULL;
-    jd_buf_free(&rec);
-    jd_buf_free(&a->body);
-    bool was_empty = false;
-    jd_queue *q = a->agent_op ? net->chatq : net->api;
-    if (!r || jd_queue_push(q, &r, 1, &was_empty) != 1) {
-        free(r);
-        a->id = 0;
-        return api_error(wsi, pss, 503, "busy", "too many admin requests in progress; retry");
-    }
-    pss->wsi = wsi;
-    pss->api_next = net->api_pending;
-    net->api_pending = pss;
-    if (was_empty)
-        (a->agent_op ? net->hooks.wake_chat : net->hooks.wake_api)(net->hooks.arg);
-    return 0;
-}
-
-static int api_begin(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path)
-{
-    static const struct {
-        enum lws_token_indexes token;
-        const char *name;
-        bool body;
-    } methods[] = {{WSI_TOKEN_GET_URI, "GET", false},       {WSI_TOKEN_POST_URI, "POST", true},
-                   {WSI_TOKEN_PUT_URI, "PUT", true},        {WSI_TOKEN_PATCH_URI, "PATCH", true},
-                   {WSI_TOKEN_DELETE_URI, "DELETE", false}, {WSI_TOKEN_HEAD_URI, "HEAD", false}};
-    api_release(net, pss);
-    jd_api_call *a = pss->api = calloc(1, sizeof(*pss->api));
-    if (!a)
-        return -1;
-    pss->http.close_after = false;
-    bool has_body = false;
-    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-        if (lws_hdr_total_length(wsi, methods[i].token) > 0) {
-            snprintf(a->method, sizeof(a->method), "%s", methods[i].name);
-            has_body = methods[i].body;
-        }
-    pss->http.head_only = strcmp(a->method, "HEAD") == 0;
-    if (!a->method[0])
-        return api_error(wsi, pss, 405, "method_not_allowed", "unsupported method");
-    const char *rest = path + strlen("/api/v1");
-    snprintf(a->path, sizeof(a->path), "%s", rest[0] ? rest : "/");
-    char auth[300] = "";
-    if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
-        strncasecmp(auth, "Bearer ", 7) == 0)
-        snprintf(a->token, sizeof(a->token), "%s", auth + 7);
-    jd_buf_init(&a->query);
-    jd_buf_init(&a->body);
-    jd_buf_puts(&a->query, "{");
-    char frag[1024];
-    int flen;
-    for (int n = 0, first = 1;
-         (flen = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, n)) > 0;
-         n++) {
-        if (!jd_utf8_text_valid(frag, (size_t)flen) || strlen(frag) != (size_t)flen)
-            a->bad_query = true;
-        char *eq = strchr(frag, '=');
-        const char *value = eq ? eq + 1 : "";
-        if (eq)
-            *eq = '\0';
-        if (!first)
-            jd_buf_puts(&a->query, ",");
-        first = 0;
-        jd_buf_json_string(&a->query, frag, strlen(frag));
-        jd_buf_puts(&a->query, ":");
-        jd_buf_json_string(&a->query, value, strlen(value));
-    }
-    jd_buf_puts(&a->query, "}");
-    if (has_body && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
-        /* lws 4.1 does not decode chunked request bodies: say so instead of waiting forever,
-         * and close, since the unread body makes the connection unusable. */
-        pss->http.close_after = true;
-        return api_error(wsi, pss, 411, "length_required",
-                         "send the request body with a Content-Length header");
-    }
-    if (has_body)
-        return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
-    return api_submit(net, wsi, pss);
-}
-
-/* POST /agent/login, POST /agent/logout, GET /agent/me, GET /agent/transcript: the agent
- * console's routes, answered by jd_agent_http() on the chat store's connection. */
-static int agent_route(jd_net *net, struct lws *wsi, jd_pss *pss, const char *path)
-{
-    static const char *const ops[][3] = {{"/agent/login", "login", "POST"},
-                                         {"/agent/logout", "logout", "POST"},
-                                         {"/agent/me", "me", "GET"},
-                                         {"/agent/transcript", "transcript", "GET"}};
-    api_release(net, pss);
-    jd_api_call *a = pss->api = calloc(1, sizeof(*pss->api));
-    if (!a)
-        return -1;
-    jd_buf_init(&a->query);
-    jd_buf_init(&a->body);
-    pss->http.close_after = false;
-    pss->http.head_only = false;
-    const char *want = NULL;
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-        if (strcmp(path, ops[i][0]) == 0) {
-            a->agent_op = ops[i][1];
-            want = ops[i][2];
-        }
-    bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
-    bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-    /* Refused before its body is read, a request leaves the connection unusable. */
-    pss->http.close_after = post;
-    snprintf(a->method, sizeof(a->method), "%s", post ? "POST" : "GET");
-    if (!want || (strcmp(want, "POST") == 0 ? !post : !get)) {
-        char why[64];
-        snprintf(why, sizeof(why), "use %s for %s", want ? want : "GET", path);
-        return api_error(wsi, pss, 405, "method_not_allowed", why);
-    }
-    if (post && !same_origin(wsi))
-        return api_error(wsi, pss, 403, "forbidden", "cross-site request refused");
-    char cookie[160];
-    if (agent_cookie(wsi, cookie, sizeof(cookie)))
-        snprintf(a->token, sizeof(a->token), "%s", cookie);
-    /* Only the query parameters the routes read. */
-    jd_buf_puts(&a->query, "{");
-    static const char *const names[] = {"conversation=", "format=", "redact="};
-    bool first = true;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        char buf[160];
-        /* lws returns a pointer past "name=" inside buf, not the value at buf's start. */
-        const char *value = lws_get_urlarg_by_name(wsi, names[i], buf, sizeof(buf));
-        if (!value)
-            continue;
-        if (!first)
-            jd_buf_puts(&a->query, ",");
-        first = false;
-        jd_buf_json_string(&a->query, names[i], strlen(names[i]) - 1);
-        jd_buf_puts(&a->query, ":");
-        if (!jd_utf8_text_valid(value, strlen(value)))
-            a->bad_query = true;
-        jd_buf_json_string(&a->query, value, strlen(value));
-    }
-    jd_buf_puts(&a->query, "}");
-    if (!post)
-        return api_submit(net, wsi, pss);
-    if (strcmp(a->agent_op, "login") == 0) {
-        char ip[48] = "";
-        client_address(net, wsi, ip, sizeof(ip));
-        size_t slot = jd_hash64(ip, strlen(ip)) % (sizeof(net->logins) / sizeof(net->logins[0]));
-        uint64_t now = jd_now_us();
-        if (strcmp(net->logins[slot].ip, ip) != 0) {
-            net->logins[slot].tokens = JD_LOGINS_PER_MINUTE;
-            net->logins[slot].at_us = now;
-            snprintf(net->logins[slot].ip, sizeof(net->logins[slot].ip), "%s", ip);
-        }
-        /* A token bucket: 20 at once, then one every 3 s. Password guessing from one address
-         * is slowed before any bcrypt runs; the database also locks an e-mail after 10
-         * failures. */
-        double *tokens = &net->logins[slot].tokens;
-        *tokens += (double)(now - net->logins[slot].at_us) * JD_LOGINS_PER_MINUTE / 60e6;
-        if (*tokens > JD_LOGINS_PER_MINUTE)
-            *tokens = JD_LOGINS_PER_MINUTE;
-        net->logins[slot].at_us = now;
-        if (*tokens < 1.0)
-            return api_error(wsi, pss, 429, "too_many_attempts",
-                             "too many sign-ins from this address; wait a minute");
-        *tokens -= 1.0;
-        char type[128] = "";
-        lws_hdr_copy(wsi, type, sizeof(type), WSI_TOKEN_HTTP_CONTENT_TYPE);
-        /* A cross-site form cannot send JSON without a CORS preflight. */
-        if (strncasecmp(type, "application/json", 16) != 0)
-            return api_error(wsi, pss, 415, "unsupported_media_type",
-                             "send the sign-in as application/json");
-    }
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-        pss->http.close_after = false;
-        return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
-    }
-    if (strcmp(a->agent_op, "login") == 0) {
-        /* lws 4.1 does not decode chunked request bodies (see api_begin). */
-        return api_error(wsi, pss, 411, "length_required",
-                         "send the sign-in with a Content-Length header");
-    }
-    pss->http.close_after = false;
-    return api_submit(net, wsi, pss); /* logout: no body */
-}
-
-static int api_body(jd_pss *pss, const void *in, size_t len)
-{
-    jd_api_call *a = pss->api;
-    if (!a)
-        return -1;
-    if (a->too_large || a->body.len + len > JD_API_MAX_BODY) {
-        a->too_large = true;
-        jd_buf_free(&a->body);
-        return 0;
-    }
-    jd_buf_append(&a->body, in, len);
-    return jd_buf_ok(&a->body) ? 0 : -1;
-}
-
-static void api_answered(jd_net *net, uint64_t id, jd_http_response *response)
-{
-    for (jd_pss *p = net->api_pending; p; p = p->api_next) {
-        if (p->api && p->api->id == id) {
-            api_unlink(net, p);
-            free(p->api->response);
-            p->api->response = response;
-            lws_callback_on_writable(p->wsi);
-            return;
-        }
-    }
-    free(response); /* the client went away */
 }
 
 /* --- cross-thread events ---------------------------------------------------------------------- */
@@ -1406,7 +712,7 @@ static void handle_event(jd_net *net, jd_event *ev)
         unstall_in_turn(net);
         break;
     case JD_EV_HTTP:
-        api_answered(net, ev->conn_id, ev->ptr);
+        jd_net_api_answered(net, ev->conn_id, ev->ptr);
         break;
     case JD_EV_DRAINED:
         jd_log_info("drain: committed; closing %zu connections with 1001", net->n_conns);
@@ -1478,18 +784,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         on_cancelled(net);
         return 0;
     case LWS_CALLBACK_HTTP:
-        return http_request(net, wsi, pss, (const char *)in);
+        return jd_net_http_request(net, wsi, pss, (const char *)in);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return http_writeable(wsi, pss);
+        return jd_net_http_writeable(wsi, pss);
     case LWS_CALLBACK_HTTP_BODY:
-        return api_body(pss, in, len);
+        return jd_net_api_body(pss, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return api_submit(net, wsi, pss);
+        return jd_net_api_submit(net, wsi, pss);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (pss) {
-            http_release(pss);
-            api_release(net, pss);
+            jd_net_http_release(pss);
+            jd_net_api_release(net, pss);
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
