@@ -113,7 +113,7 @@ const panel = (page) => page.getByRole('dialog', { name: 'Chat with us' });
 // The panel's message list, in DOM order: seq (null while pending), body, receipt line, classes.
 const bubbles = (page) =>
   page.evaluate(() => {
-    const r = document.querySelector('[data-journey=chat]')?.shadowRoot;
+    const r = document.querySelector('[data-journey-chat]')?.shadowRoot;
     return r
       ? [...r.querySelectorAll('.lg .g')].map((li) => ({
           seq: li.dataset.s ? Number(li.dataset.s) : null,
@@ -181,7 +181,7 @@ h.test('the launcher appears only when the site has an agent, and never with dat
   const w = await waitFor(() => page.frames_.received.find((f) => f.type === 'welcome'), { what: 'welcome' });
   assert.deepEqual(w.chat, { enabled: false });
   await sleep(800);
-  assert.equal(await page.locator('[data-journey=chat]').count(), 0, 'no launcher without agents');
+  assert.equal(await page.locator('[data-journey-chat]').count(), 0, 'no launcher without agents');
   assert.deepEqual(loads, [], 'chat.js is not even loaded');
 
   // An agent account enables chat at the next catalog refresh.
@@ -218,7 +218,7 @@ h.test('the launcher appears only when the site has an agent, and never with dat
   const w3 = await waitFor(() => off.frames_.received.find((f) => f.type === 'welcome'), { what: 'welcome' });
   assert.deepEqual(w3.chat, { enabled: true });
   await sleep(800);
-  assert.equal(await off.locator('[data-journey=chat]').count(), 0);
+  assert.equal(await off.locator('[data-journey-chat]').count(), 0);
   assert.deepEqual(offLoads, []);
   await off.context().close();
 });
@@ -288,7 +288,7 @@ h.test('a message is stored once and acked with its seq; replies, typing, presen
   assert.equal(await p.getByText('Anna is typing…').count(), 0, 'a reply ends the typing indicator');
   const b = await bubbles(page);
   assert.deepEqual(b.map((x) => [x.seq, x.body]), [[rows[0].seq, text], [aSeq, XSS]]);
-  assert.equal(await page.evaluate(() => document.querySelector('[data-journey=chat]').shadowRoot.querySelectorAll('img').length), 0);
+  assert.equal(await page.evaluate(() => document.querySelector('[data-journey-chat]').shadowRoot.querySelectorAll('img').length), 0);
   assert.equal(await page.evaluate(() => document.querySelectorAll('img').length), 0);
 
   // Rendered while the panel is open and the page focused: delivered and read.

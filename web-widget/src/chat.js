@@ -42,7 +42,7 @@ export function chat(x) {
   // ---- the launcher and the panel ---------------------------------------------------------------
 
   const side = x.corner === 'left' ? ' l' : ''
-  const host = h('div', { 'data-journey': 'chat', dir })
+  const host = h('div', { 'data-journey-chat': '', dir })
   const root = host.attachShadow({ mode: 'open' })
   style(root, x.nonce, CSS + CHAT_CSS)
   const icon = svg('svg', { viewBox: '0 0 24 24', 'aria-hidden': 'true', focusable: 'false' })
@@ -67,25 +67,13 @@ export function chat(x) {
     h('div', { class: 'rw' }, ta, h('button', { class: 'nx', type: 'submit' }, L0.send)),
     said
   )
-  const faces = h('div', { role: 'radiogroup', class: 'sc', 'aria-labelledby': 'rq' })
-  L0.emo.forEach((t, i) => faces.append(h('label', { class: 'o' }, h('input', { type: 'radio', name: 'emo', value: i + 1 }), h('span', {}, face(i), t))))
-  const rx = h('textarea', { id: 'rx', maxlength: 4000, dir: 'auto' })
-  const rate = h(
-    'form',
-    { class: 'rt', novalidate: true, hidden: true, onsubmit: rated },
-    h('p', { class: 'pr', id: 'rq' }, L.rq),
-    faces,
-    h('label', { class: 'pr', for: 'rx' }, L.rx),
-    rx,
-    h('div', { class: 'ft' }, h('button', { class: 'lk', type: 'button', onclick: () => rated() }, L.skip), h('button', { class: 'nx', type: 'submit' }, L.rs))
-  )
+  let rate, faces, rx // the end-of-chat question, there only while it is asked
   const panel = h(
     'section',
     { id: 'cp', class: 'j cp' + side, role: 'dialog', 'aria-labelledby': 'ct', lang: lg, dir, hidden: true },
     h('div', { class: 'hd' }, h('div', { class: 'tt' }, h('h2', { id: 'ct' }, L.title), pres), end, h('button', { class: 'x', type: 'button', 'aria-label': L.min, onclick: () => toggle() }, '×')),
     log,
     typing,
-    rate,
     form
   )
   panel.addEventListener('keydown', (e) => {
@@ -121,7 +109,7 @@ export function chat(x) {
     S.p = o ? 1 : 0
     save()
     if (o) {
-      if (!quiet) (rate.hidden ? ta : faces.querySelector('input')).focus()
+      if (!quiet) (rate ? faces.querySelector('input') : ta).focus()
       bottom()
       soon()
     } else btn.focus()
@@ -134,15 +122,31 @@ export function chat(x) {
     // The e-mail field: before the chat starts (in case nobody answers) and while nobody is online.
     ef.hidden = !!S.e || !(off || !S.c)
     end.hidden = !S.c || status === 'closed'
-    const ask = status === 'closed' && S.r !== S.c
-    if (ask && rate.hidden && ending && root.activeElement) {
-      rate.hidden = false
-      faces.querySelector('input').focus()
-    }
-    rate.hidden = !ask
     badge.hidden = !unread
     badge.textContent = unread
     unread ? btn.setAttribute('aria-label', fmt(L.unread, unread)) : btn.removeAttribute('aria-label')
+    const ask = status === 'closed' && S.r !== S.c
+    if (!ask && rate) {
+      rate.remove()
+      rate = 0
+    }
+    if (ask && !rate) {
+      faces = h('div', { role: 'radiogroup', class: 'sc', 'aria-labelledby': 'rq' })
+      L0.emo.forEach((t, i) => faces.append(h('label', { class: 'o' }, h('input', { type: 'radio', name: 'emo', value: i + 1 }), h('span', {}, face(i), t))))
+      rx = h('textarea', { id: 'rx', maxlength: 4000, dir: 'auto' })
+      rate = h(
+        'form',
+        { class: 'rt', novalidate: true, onsubmit: rated },
+        h('p', { class: 'pr', id: 'rq' }, L.rq),
+        faces,
+        h('label', { class: 'pr', for: 'rx' }, L.rx),
+        rx,
+        h('div', { class: 'ft' }, h('button', { class: 'lk', type: 'button', onclick: () => rated() }, L.skip), h('button', { class: 'nx', type: 'submit' }, L.rs))
+      )
+      panel.insertBefore(rate, form)
+      // The focus moves to the question when the visitor ended the chat (not when an agent did).
+      if (ending && root.activeElement) faces.querySelector('input').focus()
+    }
   }
 
   function tell(t) {
