@@ -4,6 +4,7 @@
 #include "chat.h"
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -174,6 +175,7 @@ static chat_watch *watch_add(jd_chat *chat, uint64_t conn_id, const char *conv, 
     w->codes_version = -1;
     w->since = ++chat->next_tag;
     chat->watches[chat->n_watches++] = w;
+    jd_metrics_chat_watches((int64_t)chat->n_watches);
     return w;
 }
 
@@ -183,6 +185,7 @@ static void watch_remove(jd_chat *chat, chat_watch *w)
         if (chat->watches[i] == w) {
             chat->watches[i] = chat->watches[--chat->n_watches];
             free(w);
+            jd_metrics_chat_watches((int64_t)chat->n_watches);
             return;
         }
 }
@@ -381,6 +384,7 @@ static void poll_dirty(jd_chat *chat)
     }
     call->poll = entries;
     chat->poll_in_flight = true;
+    jd_metrics_chat_poll();
 }
 
 /* --- fan-out of a poll result ----------------------------------------------------------------- */
@@ -538,6 +542,7 @@ static void fan_out(jd_chat *chat, json_t *entry, json_t *result)
             json_object_set_new(f, "type", json_string("chat.message"));
             send_json(chat, w->conn_id, f);
             w->last_seq_sent = seq;
+            jd_metrics_chat_pushed(1);
         }
         push_state(chat, w, state);
         i++;
@@ -1124,6 +1129,7 @@ static void reply_ok(jd_chat *chat, chat_conn *c, chat_call *call, json_t *resul
 void jd_chat_on_reply(jd_chat *chat, jd_chat_reply *reply)
 {
     chat_call *call = call_take(chat, reply->tag);
+    jd_metrics_chat_call(reply->err == NULL);
     if (!call)
         goto done;
     chat_conn *c = call->conn_id ? conn_find(chat, call->conn_id) : NULL;
@@ -1204,6 +1210,7 @@ static void session_check(jd_chat *chat, chat_conn *c)
 
 void jd_chat_on_notify(jd_chat *chat, jd_chat_channel channel, const char *payload)
 {
+    jd_metrics_chat_notification();
     switch (channel) {
     case JD_CHAT_CHANNEL_CHAT: {
         if (!jd_uuid_valid(payload))

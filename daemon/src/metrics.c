@@ -22,6 +22,9 @@ static _Atomic int64_t queue_depth;
 static _Atomic int64_t db_up;
 static _Atomic uint64_t db_retries;
 static _Atomic int64_t rx_paused;
+static _Atomic uint64_t chat_calls_ok, chat_calls_refused, chat_notifications, chat_polls,
+    chat_pushed;
+static _Atomic int64_t chat_watches;
 
 static const double batch_buckets[] = {1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000};
 #define N_BATCH (sizeof(batch_buckets) / sizeof(batch_buckets[0]))
@@ -187,6 +190,25 @@ void jd_metrics_render(jd_buf *out)
                   "# TYPE journeyd_db_retries_total counter\njourneyd_db_retries_total %llu\n",
                   (long long)GET(queue_depth), (long long)GET(rx_paused), (long long)GET(db_up),
                   (unsigned long long)GET(db_retries));
+    jd_buf_printf(out,
+                  "# HELP journeyd_chat_calls_total Chat calls answered by the chat store, by "
+                  "result.\n# TYPE journeyd_chat_calls_total counter\n"
+                  "journeyd_chat_calls_total{result=\"ok\"} %llu\n"
+                  "journeyd_chat_calls_total{result=\"refused\"} %llu\n"
+                  "# HELP journeyd_chat_notifications_total Chat notifications heard (LISTEN).\n"
+                  "# TYPE journeyd_chat_notifications_total counter\n"
+                  "journeyd_chat_notifications_total %llu\n"
+                  "# HELP journeyd_chat_polls_total Polls of dirty conversations.\n"
+                  "# TYPE journeyd_chat_polls_total counter\njourneyd_chat_polls_total %llu\n"
+                  "# HELP journeyd_chat_messages_pushed_total Chat messages sent to watchers.\n"
+                  "# TYPE journeyd_chat_messages_pushed_total counter\n"
+                  "journeyd_chat_messages_pushed_total %llu\n"
+                  "# HELP journeyd_chat_watches Connections watching a conversation, now.\n"
+                  "# TYPE journeyd_chat_watches gauge\njourneyd_chat_watches %lld\n",
+                  (unsigned long long)GET(chat_calls_ok),
+                  (unsigned long long)GET(chat_calls_refused),
+                  (unsigned long long)GET(chat_notifications), (unsigned long long)GET(chat_polls),
+                  (unsigned long long)GET(chat_pushed), (long long)GET(chat_watches));
     jd_buf_puts(out, "# HELP journeyd_batch_rows Rows per group commit.\n"
                      "# TYPE journeyd_batch_rows histogram\n");
     histogram(out, "journeyd_batch_rows", batch_buckets, N_BATCH, batch_counts,
@@ -195,4 +217,29 @@ void jd_metrics_render(jd_buf *out)
                      "# TYPE journeyd_commit_seconds histogram\n");
     histogram(out, "journeyd_commit_seconds", commit_buckets, N_COMMIT, commit_counts,
               (double)GET(commit_sum_us) / 1e6, GET(commit_n));
+}
+
+void jd_metrics_chat_call(bool ok)
+{
+    ADD(*(ok ? &chat_calls_ok : &chat_calls_refused), 1);
+}
+
+void jd_metrics_chat_notification(void)
+{
+    ADD(chat_notifications, 1);
+}
+
+void jd_metrics_chat_poll(void)
+{
+    ADD(chat_polls, 1);
+}
+
+void jd_metrics_chat_pushed(uint64_t messages)
+{
+    ADD(chat_pushed, messages);
+}
+
+void jd_metrics_chat_watches(int64_t watches)
+{
+    atomic_store_explicit(&chat_watches, watches, memory_order_relaxed);
 }

@@ -20,6 +20,13 @@ void jd_metrics_batch(uint64_t rows, uint64_t commit_us);
 void jd_metrics_db_up(int up);
 void jd_metrics_db_retry(void);
 void jd_metrics_rx_paused(int delta);
+/* Live chat (chat.c): calls answered by the chat store (ok or refused), notifications heard,
+ * polls run, messages pushed to watchers, and the watches open now. */
+void jd_metrics_chat_call(bool ok);
+void jd_metrics_chat_notification(void);
+void jd_metrics_chat_poll(void);
+void jd_metrics_chat_pushed(uint64_t messages);
+void jd_metrics_chat_watches(int64_t watches);
 
 /* Snapshot accessors used by tests and by the drain log line. */
 uint64_t jd_metrics_acks_total(void);

@@ -425,3 +425,14 @@ h.test('the chat connections die (pg_terminate_backend) while the visitor writes
   assert.deepEqual(messagesOf(ben, conv).map((m) => [m.seq, m.body]), db.map((m) => [m.seq, m.body]));
   ben.terminate();
 });
+
+h.test('/metrics counts chat calls, notifications, polls and pushed messages', async () => {
+  const m = (await B.get('/metrics')).body;
+  const val = (name) => Number((m.match(new RegExp(`^${name} (\\d+)`, 'm')) || [])[1]);
+  assert.ok(val('journeyd_chat_calls_total\\{result="ok"\\}') > 0, m);
+  assert.ok(val('journeyd_chat_calls_total\\{result="refused"\\}') > 0, 'refusals (wrong tokens, bad spans) are counted');
+  assert.ok(val('journeyd_chat_notifications_total') > 0);
+  assert.ok(val('journeyd_chat_polls_total') > 0);
+  assert.ok(val('journeyd_chat_messages_pushed_total') >= 10);
+  assert.ok(Number.isFinite(val('journeyd_chat_watches')));
+});
