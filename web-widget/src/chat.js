@@ -64,8 +64,7 @@ export function chat(x) {
     note,
     ef,
     h('label', { class: 'sr', for: 'tx' }, L.msg),
-    h('div', { class: 'rw' }, ta, h('button', { class: 'nx', type: 'submit' }, L0.send)),
-    said
+    h('div', { class: 'rw' }, ta, h('button', { class: 'nx', type: 'submit' }, L0.send))
   )
   let rate, faces, rx // the end-of-chat question, there only while it is asked
   const panel = h(
@@ -74,7 +73,8 @@ export function chat(x) {
     h('div', { class: 'hd' }, h('div', { class: 'tt' }, h('h2', { id: 'ct' }, L.title), pres), end, h('button', { class: 'x', type: 'button', 'aria-label': L.min, onclick: () => toggle() }, '×')),
     log,
     typing,
-    form
+    form,
+    said
   )
   panel.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') {
@@ -126,6 +126,7 @@ export function chat(x) {
     badge.textContent = unread
     unread ? btn.setAttribute('aria-label', fmt(L.unread, unread)) : btn.removeAttribute('aria-label')
     const ask = status === 'closed' && S.r !== S.c
+    form.hidden = ask // the question takes the composer's place until answered or declined
     if (!ask && rate) {
       rate.remove()
       rate = 0
@@ -144,6 +145,7 @@ export function chat(x) {
         h('div', { class: 'ft' }, h('button', { class: 'lk', type: 'button', onclick: () => rated() }, L.skip), h('button', { class: 'nx', type: 'submit' }, L.rs))
       )
       panel.insertBefore(rate, form)
+      bottom()
       // The focus moves to the question when the visitor ended the chat (not when an agent did).
       if (ending && root.activeElement) faces.querySelector('input').focus()
     }

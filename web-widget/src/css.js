@@ -54,13 +54,13 @@ cursor:pointer;box-shadow:0 4px 16px rgba(0,0,0,.25)}
 .cl svg{width:22px;height:22px;fill:currentColor;stroke:none}
 .bd{background:#b00020;color:#fff;border-radius:999px;padding:1px 7px;font-size:12px}
 .cp{position:fixed;z-index:2147483645;bottom:72px;right:16px;display:flex;flex-direction:column;padding:0;
-max-height:min(560px,calc(100vh - 96px));box-shadow:0 10px 32px rgba(0,0,0,.28);border:1px solid rgba(0,0,0,.15);animation:in .2s ease-out}
+max-height:min(560px,calc(100vh - 96px));overflow:auto;box-shadow:0 10px 32px rgba(0,0,0,.28);border:1px solid rgba(0,0,0,.15);animation:in .2s ease-out}
 .l{left:16px;right:auto}
 .cp .hd{padding:12px 14px;margin:0;border-bottom:1px solid rgba(0,0,0,.12);align-items:center}
 .tt{flex:1}
 .ps,.wh,.mt,.nt,.ef label,.lk{font-size:13px}
 .lk{border:0;background:none;cursor:pointer;text-decoration:underline;padding:4px}
-.lg{padding:12px 14px;overflow:auto;flex:1;min-height:140px;display:flex;flex-direction:column;gap:8px}
+.lg{padding:12px 14px;overflow:auto;flex:1;min-height:100px;display:flex;flex-direction:column;gap:8px}
 .g{max-width:85%;display:flex;flex-direction:column;align-self:flex-start}
 .me{align-self:flex-end;align-items:flex-end}
 .sy{align-self:center;font-style:italic;text-align:center}
@@ -68,10 +68,12 @@ max-height:min(560px,calc(100vh - 96px));box-shadow:0 10px 32px rgba(0,0,0,.28);
 .me .bb{background:var(--a);color:var(--b)}
 .pd .bb{background:var(--b);color:var(--f);border:1px dashed var(--a)}
 .sy .bb{background:none;color:inherit;padding:0}
-.mt:empty,.tp:empty{display:none}
+.mt:empty,.tp:empty,.nt:empty{display:none}
 .tp{font-size:13px;font-style:italic;padding:0 14px 6px}
 .cf,.rt{padding:10px 14px 14px;border-top:1px solid rgba(0,0,0,.12)}
 .nt,.ef,.rt textarea{margin-bottom:8px}
+.cp>.nt{padding:0 14px;margin:0 0 10px}
+.rt textarea{min-height:56px}
 .ef label{display:block}
 .ef input{width:100%;border:1px solid #767676;border-radius:8px;padding:6px 8px;background:var(--b)}
 .rw{display:flex;gap:8px;align-items:flex-end}
