@@ -168,6 +168,8 @@ static void conn_send_error(jd_conn *c, const jd_proto_error *err)
 
 /* One lws_write per WRITEABLE: queued frames first, then one coalesced ack frame, then the
  * close once everything owed to the client has gone out. */
+static void conn_update_flow(jd_net *net, jd_conn *c);
+
 static int conn_writeable(jd_conn *c)
 {
     /* lws may still call WRITEABLE while it awaits the close reply; another -1 here would kill
@@ -205,6 +207,7 @@ static int conn_writeable(jd_conn *c)
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
         conn_set_state(c, JD_CONN_CLOSE_SENT);
+        conn_update_flow(lws_context_user(lws_get_context(c->wsi)), c);
         return -1;
     }
     if (c->out_head || c->n_acks || c->state == JD_CONN_CLOSING)
@@ -216,15 +219,18 @@ static int conn_writeable(jd_conn *c)
 
 static void conn_update_flow(jd_net *net, jd_conn *c)
 {
-    bool want_pause =
-        net->state != JD_NET_SERVING || c->n_stalled > 0 || c->inflight >= net->config.max_inflight;
-    bool want_resume = net->state == JD_NET_SERVING && c->n_stalled == 0 &&
-                       c->inflight <= net->config.max_inflight / 2;
+    /* Once the close is lws's, the peer's close reply must be read (data frames are dropped), or
+     * every close during a drain would wait for lws's 5 s close-ack timeout. */
+    bool close_sent = c->state == JD_CONN_CLOSE_SENT;
+    bool want_pause = !close_sent && (net->state != JD_NET_SERVING || c->n_stalled > 0 ||
+                                      c->inflight >= net->config.max_inflight);
+    bool want_resume = close_sent || (net->state == JD_NET_SERVING && c->n_stalled == 0 &&
+                                      c->inflight <= net->config.max_inflight / 2);
     if (!c->rx_paused && want_pause) {
         c->rx_paused = true;
         jd_metrics_rx_paused(1);
         lws_rx_flow_control(c->wsi, 0);
-    } else if (c->rx_paused && want_resume && c->state == JD_CONN_OPEN) {
+    } else if (c->rx_paused && want_resume && (c->state == JD_CONN_OPEN || close_sent)) {
         c->rx_paused = false;
         jd_metrics_rx_paused(-1);
         lws_rx_flow_control(c->wsi, 1);
@@ -392,6 +398,8 @@ static void handle_message(jd_net *net, jd_conn *c, bool binary)
         const jd_catalog_site *site = jd_catalog_site_by_id(net->catalog, c->proto.site_id);
         for (size_t i = 0; site && i < site->n_surveys; i++)
             conn_send(c, "survey", site->survey_frames[i], site->survey_frame_lens[i]);
+        if (site && site->chat)
+            jd_chat_visitor_hello(net->chat, c->id, site->id);
     }
     if (out.record_kind != JD_REC_NONE) {
         jd_record *rec = jd_record_new(out.record_kind, out.record_acked, c->id, out.id,
