@@ -60,6 +60,35 @@ CREATE FUNCTION jd_chat__obstacles(p jsonb) RETURNS text[] LANGUAGE sql IMMUTABL
                 THEN ARRAY(SELECT jsonb_array_elements_text(p)) END
 $$;
 
+-- The live state gains `unread` (visitor messages beyond the agents' read watermark), so an
+-- inbox.update can carry the count consoles show. jd_chat_poll picks this definition up.
+CREATE OR REPLACE FUNCTION jd_chat_state(p_conversation uuid) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'conversation', c.id,
+        'site_id', c.site_id,
+        'status', c.status,
+        'last_seq', c.last_seq,
+        'assigned_agent', CASE WHEN aa.id IS NOT NULL THEN
+                              jsonb_build_object('id', aa.id, 'name', aa.name) END,
+        'visitor_typing', coalesce(c.visitor_typing_until > now(), false),
+        'agent_typing', CASE WHEN c.agent_typing_until > now() THEN
+                            jsonb_build_object('id', ta.id, 'name', ta.name) END,
+        'receipts', jsonb_build_object(
+            'visitor_delivered_seq', c.visitor_delivered_seq,
+            'visitor_read_seq', c.visitor_read_seq,
+            'agent_delivered_seq', c.agent_delivered_seq,
+            'agent_read_seq', c.agent_read_seq),
+        'unread', (SELECT count(*) FROM messages m
+                   WHERE m.conversation_id = c.id AND m.sender = 'visitor'
+                     AND m.seq > c.agent_read_seq),
+        'codes_version', c.codes_version,
+        'updated_at', jd_chat__ts(c.updated_at))
+    FROM conversations c
+    LEFT JOIN agents aa ON aa.id = c.assigned_agent_id
+    LEFT JOIN agents ta ON ta.id = c.agent_typing_id
+    WHERE c.id = p_conversation
+$$;
+
 CREATE FUNCTION jd_chat_rpc(op text, ctx jsonb, args jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE

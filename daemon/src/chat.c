@@ -75,7 +75,20 @@ typedef struct chat_seen {
     char status[16];
     int64_t last_seq;
     int64_t assigned;
+    int64_t unread;
 } chat_seen;
+
+/* A site's agent presence as last read, so a visitor's hello is answered without a query. */
+typedef struct chat_presence {
+    int64_t site_id;
+    json_t *result;       /* {"online","agents"} as last read, or NULL */
+    uint64_t at_us;       /* when it was read; 0 = stale */
+    bool pending;         /* a query is in flight */
+    uint64_t waiters[64]; /* connections that said hello meanwhile */
+    size_t n_waiters;
+} chat_presence;
+
+#define CHAT_PRESENCE_FRESH_US 30000000ull
 
 struct jd_chat {
     jd_chat_io io;
@@ -92,6 +105,8 @@ struct jd_chat {
     bool poll_in_flight;
     chat_seen *seen;
     size_t n_seen;
+    chat_presence *presence;
+    size_t n_presence, cap_presence;
     unsigned ticks;
 };
 
@@ -414,26 +429,28 @@ static void inbox_update(jd_chat *chat, const char *conv, json_t *state)
     int64_t site = json_integer_value(json_object_get(state, "site_id"));
     const char *status = json_string_value(json_object_get(state, "status"));
     int64_t last_seq = json_integer_value(json_object_get(state, "last_seq"));
+    int64_t unread = json_integer_value(json_object_get(state, "unread"));
     json_t *assigned = json_object_get(state, "assigned_agent");
     int64_t assigned_id =
         json_is_object(assigned) ? json_integer_value(json_object_get(assigned, "id")) : 0;
     chat_seen *s = seen_get(chat, conv);
     if (s && status && strcmp(s->status, status) == 0 && s->last_seq == last_seq &&
-        s->assigned == assigned_id)
+        s->assigned == assigned_id && s->unread == unread)
         return;
     if (s) {
         snprintf(s->status, sizeof(s->status), "%s", status ? status : "");
         s->last_seq = last_seq;
         s->assigned = assigned_id;
+        s->unread = unread;
     }
     for (size_t i = 0; i < chat->n_conns; i++) {
         chat_conn *c = chat->conns[i];
         if (c->role != JD_CHAT_AGENT || !c->authed || c->site_id != site)
             continue;
-        json_t *f =
-            json_pack("{s:s, s:s, s:s?, s:I, s:O?, s:O?}", "type", "inbox.update", "conversation",
-                      conv, "status", status, "last_seq", (json_int_t)last_seq, "assigned_agent",
-                      assigned, "updated_at", json_object_get(state, "updated_at"));
+        json_t *f = json_pack("{s:s, s:s, s:s?, s:I, s:I, s:O?, s:O?}", "type", "inbox.update",
+                              "conversation", conv, "status", status, "last_seq",
+                              (json_int_t)last_seq, "unread", (json_int_t)unread, "assigned_agent",
+                              assigned, "updated_at", json_object_get(state, "updated_at"));
         if (f)
             send_json(chat, c->id, f);
     }
@@ -551,12 +568,33 @@ static void fan_out(jd_chat *chat, json_t *entry, json_t *result)
 
 /* --- presence --------------------------------------------------------------------------------- */
 
+static chat_presence *presence_get(jd_chat *chat, int64_t site_id)
+{
+    for (size_t i = 0; i < chat->n_presence; i++)
+        if (chat->presence[i].site_id == site_id)
+            return &chat->presence[i];
+    if (!grow((void **)&chat->presence, &chat->cap_presence, chat->n_presence,
+              sizeof(*chat->presence)))
+        return NULL;
+    chat_presence *p = &chat->presence[chat->n_presence++];
+    memset(p, 0, sizeof(*p));
+    p->site_id = site_id;
+    return p;
+}
+
 static void presence_query(jd_chat *chat, int64_t site_id, bool agents)
 {
+    chat_presence *cache = agents ? NULL : presence_get(chat, site_id);
+    if (cache && cache->pending)
+        return; /* its answer reaches everyone */
+    if (cache)
+        cache->pending = true;
     json_t *ctx = json_pack("{s:I}", "site_id", (json_int_t)site_id);
     chat_call *call = call_start(chat, NULL, agents ? "online" : "presence", NULL, ctx, NULL);
     if (call)
         call->site_id = site_id;
+    else if (cache)
+        cache->pending = false;
 }
 
 /* Heartbeat (online) or goodbye for an agent of this instance. */
@@ -849,6 +887,22 @@ void jd_chat_visitor_frame(jd_chat *chat, uint64_t conn_id, const jd_proto_sessi
 
 /* --- agents ----------------------------------------------------------------------------------- */
 
+void jd_chat_visitor_hello(jd_chat *chat, uint64_t conn_id, int64_t site_id)
+{
+    chat_presence *cache = presence_get(chat, site_id);
+    if (!cache)
+        return;
+    if (cache->result && jd_now_us() - cache->at_us < CHAT_PRESENCE_FRESH_US) {
+        send_result(chat, conn_id, "chat.presence", NULL, cache->result);
+        return;
+    }
+    if (cache->n_waiters < sizeof(cache->waiters) / sizeof(cache->waiters[0]))
+        cache->waiters[cache->n_waiters++] = conn_id;
+    else if (cache->result)
+        send_result(chat, conn_id, "chat.presence", NULL, cache->result); /* a little old */
+    presence_query(chat, site_id, false);
+}
+
 void jd_chat_agent_connected(jd_chat *chat, uint64_t conn_id, const char *token)
 {
     chat_conn *c = conn_get(chat, conn_id, JD_CHAT_AGENT);
@@ -1045,6 +1099,16 @@ static void reply_poll(jd_chat *chat, chat_call *call, json_t *result)
 static void reply_presence(jd_chat *chat, chat_call *call, json_t *result)
 {
     bool agents = strcmp(call->op, "online") == 0;
+    chat_presence *cache = agents ? NULL : presence_get(chat, call->site_id);
+    if (cache) {
+        cache->pending = false;
+        json_decref(cache->result);
+        cache->result = json_incref(result);
+        cache->at_us = jd_now_us();
+        for (size_t i = 0; i < cache->n_waiters; i++)
+            send_result(chat, cache->waiters[i], "chat.presence", NULL, result);
+        cache->n_waiters = 0;
+    }
     for (size_t i = 0; i < chat->n_conns; i++) {
         chat_conn *c = chat->conns[i];
         if (c->site_id != call->site_id || (c->role == JD_CHAT_AGENT) != agents ||
@@ -1137,6 +1201,11 @@ void jd_chat_on_reply(jd_chat *chat, jd_chat_reply *reply)
         c->pending--;
     if (strcmp(call->op, "poll") == 0)
         chat->poll_in_flight = false;
+    if (reply->err && strcmp(call->op, "presence") == 0) {
+        chat_presence *cache = presence_get(chat, call->site_id);
+        if (cache)
+            cache->pending = false; /* waiters hear it from the next hello's query or a tick */
+    }
     if (reply->err) {
         if (strcmp(call->op, "poll") == 0) {
             /* Try again later: the conversations stay dirty. */
@@ -1225,9 +1294,14 @@ void jd_chat_on_notify(jd_chat *chat, jd_chat_channel channel, const char *paylo
         poll_dirty(chat);
         break;
     }
-    case JD_CHAT_CHANNEL_PRESENCE:
-        presence_refresh(chat, strtoll(payload, NULL, 10));
+    case JD_CHAT_CHANNEL_PRESENCE: {
+        int64_t site = strtoll(payload, NULL, 10);
+        chat_presence *cache = presence_get(chat, site);
+        if (cache)
+            cache->at_us = 0;
+        presence_refresh(chat, site);
         break;
+    }
     case JD_CHAT_CHANNEL_AGENT: {
         /* Logout, a new password or a disabled account: re-check that agent's sockets. */
         int64_t agent = strtoll(payload, NULL, 10);
@@ -1366,6 +1440,9 @@ void jd_chat_destroy(jd_chat **pchat)
     free(chat->calls);
     free(chat->dirty);
     free(chat->seen);
+    for (size_t i = 0; i < chat->n_presence; i++)
+        json_decref(chat->presence[i].result);
+    free(chat->presence);
     free(chat);
     *pchat = NULL;
 }

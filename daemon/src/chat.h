@@ -42,6 +42,11 @@ bool jd_chat_create(const jd_chat_io *io, const char *instance, jd_chat **out)
 /* Frees everything and sets *chat to NULL. */
 void jd_chat_destroy(jd_chat **chat);
 
+/* A visitor said hello on a site that offers chat: it is sent chat.presence (from a cache of
+ * at most 30 s, else after one query per site), so the widget can offer the offline form up
+ * front. */
+void jd_chat_visitor_hello(jd_chat *chat, uint64_t conn_id, int64_t site_id);
+
 /* An agent console connected; token (copied) is its session cookie, checked on hello. */
 void jd_chat_agent_connected(jd_chat *chat, uint64_t conn_id, const char *token);
 

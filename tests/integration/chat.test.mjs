@@ -436,3 +436,13 @@ h.test('/metrics counts chat calls, notifications, polls and pushed messages', a
   assert.ok(val('journeyd_chat_messages_pushed_total') >= 10);
   assert.ok(Number.isFinite(val('journeyd_chat_watches')));
 });
+
+h.test('hello on a chat site is followed by chat.presence (from a per-site cache), before any chat.open', async () => {
+  const { client } = await visitor(A);
+  const p = await client.next((f) => f.type === 'chat.presence', 10000);
+  assert.equal(typeof p.online, 'boolean');
+  assert.equal(typeof p.agents, 'number');
+  const { client: second } = await visitor(A);
+  const p2 = await second.next((f) => f.type === 'chat.presence', 10000);
+  assert.deepEqual(p2, p);
+});
