@@ -564,3 +564,67 @@ h.test('cross-origin embed under Trusted Types: chat.js loads through the journe
   assert.deepEqual(journeyErrors(page), []);
   await page.context().close();
 });
+
+// The last tests change the site's consent mode (the catalog reloads every second) and put it back.
+async function consentMode(mode) {
+  await q('UPDATE sites SET consent_mode = $2 WHERE key = $1', [SITE_KEY, mode]);
+  await sleep(1500);
+}
+
+h.test('cookieless site: the conversation, its token and the outbox live in sessionStorage; a reload resumes', async (t) => {
+  const d = await chatDaemon();
+  await ensureAgent();
+  await presence(true);
+  await consentMode('cookieless');
+  t.after(() => consentMode('none-required'));
+  const page = await env.page();
+  await page.goto(`${d.url}/demo/index.html`);
+  await launcher(page).click();
+  const f = await say(page, 'cookieless hello');
+  await acked(page, f.id);
+  const stores = () =>
+    page.evaluate(() => ({
+      local: Object.keys(localStorage).filter((k) => k.startsWith('journey.')),
+      session: Object.keys(sessionStorage).filter((k) => k.startsWith('journey.')),
+      chat: JSON.parse(sessionStorage.getItem('journey.chat.demo-site-key-0001') || 'null'),
+    }));
+  const s = await stores();
+  assert.deepEqual(s.local, [], 'nothing in localStorage');
+  assert.equal(s.chat.c, f.conversation);
+  assert.match(s.chat.k, /^jdc_/);
+  await agentSays(f.conversation, 'hello without cookies');
+  await panel(page).getByText('hello without cookies').waitFor({ timeout: 10000 });
+  await page.reload();
+  await panel(page).waitFor({ timeout: 10000 });
+  await assertTranscript(page, f.conversation);
+  assert.deepEqual((await stores()).local, []);
+  assert.deepEqual(journeyErrors(page), []);
+  await page.context().close();
+});
+
+h.test('opt-in site: no chat before consent; consent brings the button', async (t) => {
+  const d = await chatDaemon();
+  await ensureAgent();
+  await consentMode('opt-in');
+  t.after(() => consentMode('none-required'));
+  const page = await env.page();
+  await page.goto(`${d.url}/demo/index.html`);
+  const w = await waitFor(() => page.frames_.received.find((f) => f.type === 'welcome'), { what: 'welcome' });
+  assert.equal(w.config.collect, false);
+  assert.deepEqual(w.chat, { enabled: true });
+  await sleep(800);
+  assert.equal(await page.locator('[data-journey-chat]').count(), 0, 'no chat before consent');
+  await page.evaluate(() => window.journey('consent', true));
+  await launcher(page).click();
+  const f = await say(page, 'with consent');
+  await acked(page, f.id);
+  assert.equal((await messages(f.conversation)).length, 1);
+  // Consent withdrawn: the button goes, nothing more is sent.
+  await page.evaluate(() => window.journey('consent', false));
+  await launcher(page).waitFor({ state: 'hidden' });
+  await panel(page).waitFor({ state: 'hidden' });
+  const n = page.frames_.sent.length;
+  await sleep(3500);
+  assert.deepEqual(page.frames_.sent.slice(n).filter((f) => f.type.startsWith('chat.')), [], 'no chat frame without consent');
+  await page.context().close();
+});

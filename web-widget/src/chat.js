@@ -14,7 +14,7 @@ import { locale, CHAT as T } from './i18n.js'
 
 // x: {site, nonce, corner, online, lang(), store(), send(frame) -> sent?, hints() -> {stage,
 // touchpoint}, forget(hint), uuid()}. Returns the handlers widget.js calls: on(chat.* frame),
-// ack(frame), err(frame) -> handled?, up() after each welcome, down() when the socket closes.
+// ack(frame), err(frame) -> handled?, up(off) after each welcome, down() when the socket closes.
 export function chat(x) {
   const D = document
   const W = window
@@ -434,10 +434,14 @@ export function chat(x) {
 
   // ---- the protocol -----------------------------------------------------------------------------
 
-  function up() {
+  // A new connection was welcomed. off: it may not chat (an opt-in site without consent): no
+  // button, nothing sent, until a later welcome allows it.
+  function up(off) {
     live = 0
     opAt = 0
     sent.clear()
+    btn.hidden = !!off
+    if (off) return (panel.hidden = true)
     if (S.c) x.send({ type: 'chat.resume', id: (rsm = x.uuid()), conversation: S.c, token: S.k, after_seq: got })
     else flush()
   }
@@ -518,8 +522,8 @@ export function chat(x) {
         // The conversation is gone, or its token is wrong, or the open id is someone else's.
         console.error('journeyd: chat_forbidden: ' + (m.message || ''))
         id === rsm ? reset() : (S.o = undefined)
-      }
-      setTimeout(id === rsm ? up : flush, 3000)
+      } else if (c === 'consent_required') return true
+      setTimeout(id === rsm ? () => up() : flush, 3000)
       return true
     }
     const e = id && entry(id)

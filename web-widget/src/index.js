@@ -252,7 +252,7 @@ function init() {
     pageview()
     flush()
     const c = m.chat
-    if (chat) chat.up()
+    if (chat) chat.up(!collect)
     else if (!chatP && collect && c && c.enabled && me.dataset.chat !== 'off') loadChat(c)
   }
 
@@ -276,7 +276,7 @@ function init() {
           S[k] = undefined
         },
       })
-      if (welcomed) chat.up()
+      if (welcomed) chat.up(!collect)
     }
     const u = new URL('chat.js?v=' + (typeof CHAT_V === 'string' ? CHAT_V : 0), src).href
     const s = D.createElement('script')
