@@ -541,7 +541,10 @@ h.test('axe: the open panel with messages, the offline form and the rating', asy
   const f = await say(page, 'Hello?');
   await acked(page, f.id);
   await p.getByText('We are offline').waitFor();
+  // An agent comes online: chat.presence flips the panel back to live chat.
   await presence(true);
+  await p.getByText('We are online').waitFor({ timeout: 15000 });
+  assert.equal(await p.getByText('Nobody is online right now.', { exact: false }).isVisible(), false);
   await agentSays(f.conversation, 'Hi, how can I help?');
   await p.getByText('Hi, how can I help?').waitFor({ timeout: 10000 });
   await axe(page);
