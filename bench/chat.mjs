@@ -38,7 +38,7 @@ try {
   const site = (await h.pg.query('SELECT id FROM sites WHERE key = $1', [SITE_KEY])).rows[0].id;
   await h.pg.query("SELECT jd_agent_create($1, 'bench@shop.example', 'Bench', 'admin', 'bench password 123')", [site]);
   const A = await h.startDaemon({ args: ['--rate-per-sec', '1000', '--rate-burst', '1000'] });
-  const B = await h.startDaemon();
+  const B = await h.startDaemon({ args: ['--rate-per-sec', '1000', '--rate-burst', '1000'] });
 
   const body = JSON.stringify({ site: SITE_KEY, email: 'bench@shop.example', password: 'bench password 123' });
   const login = await httpRequest(`${B.url}/agent/login`, {
@@ -78,7 +78,8 @@ try {
     const opened = await client.next((f) => f.re === id, 10000);
     const oid = uuid();
     agent.send({ type: 'open', id: oid, conversation: opened.conversation, after_seq: 0 });
-    await agent.next((f) => f.re === oid, 10000);
+    const opened2 = await agent.next((f) => f.re === oid || (f.type === 'error' && f.id === oid), 10000);
+    if (opened2.type === 'error') throw new Error(`open: ${JSON.stringify(opened2)}`);
     client.raw = client.ws;
     client.raw.on('message', (data) => {
       const f = JSON.parse(data.toString());
@@ -101,6 +102,7 @@ try {
   const deadline = Date.now() + 60000;
   while ((deliveryMs.length < total || ackMs.length < total) && Date.now() < deadline) await sleep(50);
   const elapsed = (performance.now() - t0) / 1000;
+  if (agent.closeInfo) console.error('agent connection closed:', JSON.stringify(agent.closeInfo));
 
   let ordered = true;
   let duplicates = 0;
@@ -129,6 +131,9 @@ try {
   writeFileSync(path.join(ROOT, 'bench/results/chat-latest.json'), JSON.stringify(result, null, 2) + '\n');
   const ok = result.acked === total && result.delivered === total && rows === total && ordered && duplicates === 0;
   if (!ok) {
+    const per = [...delivered.values()].map((x) => x.length);
+    console.error('delivered per conversation:', per.join(','), 'conversations with any:', delivered.size);
+    console.error((await B.get('/metrics')).body.split('\n').filter((l) => l.startsWith('journeyd_chat')).join('\n'));
     console.error('FAILED: lost, duplicated or reordered messages');
     process.exitCode = 1;
   }

@@ -20,7 +20,7 @@
 #define CHAT_BODY_MAX 4000
 #define CHAT_CACHE_MAX 4096
 #define CHAT_CLOSE_POLICY 1008
-#define CHAT_MAX_WATCHES_PER_CONN 64
+#define CHAT_MAX_WATCHES_PER_CONN 256
 
 /* One connection watching one conversation. Owned by jd_chat (watches table). */
 typedef struct chat_watch {
