@@ -32,6 +32,7 @@ cat <<MSG
 
   journeyd is running.
     Demo shop:   http://$LISTEN/demo/index.html
+    Agent chat:  http://$LISTEN/agent   (agent@demo.example / journeyd-demo-agent)
     Health:      http://$LISTEN/healthz     Metrics: http://$LISTEN/metrics
     Answers:     psql "host=$DATA_DIR user=postgres dbname=journeyd" -c 'TABLE answers'
   Ctrl-C stops it.
