@@ -91,7 +91,8 @@ async function ensureAgent() {
 // Anna online (a heartbeat, as the daemon writes for a connected console) or nobody online.
 async function presence(on) {
   if (on) await q("SELECT jd_agent_presence($1, 'chat-widget-test', true)", [agentId]);
-  else await q('DELETE FROM agent_presence');
+  // Through jd_agent_presence, which notifies: instances refresh their presence cache.
+  else await q('SELECT jd_agent_presence(agent_id, instance, false) FROM agent_presence');
 }
 
 // An agent message (or note), written the way the console's chat.message is: jd_chat_insert.
@@ -466,6 +467,8 @@ h.test('nobody online: the offline form stores kind=offline and the e-mail; endi
   await page.goto(`${d.url}/demo/index.html`);
   await launcher(page).click();
   const p = panel(page);
+  // chat.presence follows the welcome: the panel knows nobody is online before any message.
+  await p.getByText('We are offline').waitFor();
   const email = p.getByLabel('Your e-mail (optional)');
   await email.fill('not-an-email');
   const box = p.getByRole('textbox', { name: 'Your message' });

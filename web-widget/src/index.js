@@ -50,6 +50,7 @@ function init() {
   let stopped = false
   let pend = [] // touches made before the first welcome: consent is not known yet
   let chat // the chat (chat.js), once loaded
+  let pres // the latest chat.presence frame
   let chatP // chat.js is loading
   let pol // the Trusted Types policy that makes chat.js's URL
 
@@ -226,7 +227,11 @@ function init() {
       ;(m.ids || []).forEach(drop)
       if (chat) chat.ack(m)
     } else if (m.type === 'error') (chat && chat.err(m)) || fault(m)
-    else if (chat && /^chat\./.test(m.type)) chat.on(m)
+    else if (/^chat\./.test(m.type)) {
+      // Presence follows the welcome, usually before chat.js has loaded: keep the latest.
+      if (m.type === 'chat.presence') pres = m
+      if (chat) chat.on(m)
+    }
   }
 
   function welcome(m) {
@@ -266,7 +271,7 @@ function init() {
         site,
         nonce,
         corner: me.dataset.chat,
-        online: c.online,
+        online: pres ? pres.online : c.online,
         lang,
         uuid,
         store: cstore,
