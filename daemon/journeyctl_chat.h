@@ -5,6 +5,8 @@
 #ifndef JD_JOURNEYCTL_CHAT_H
 #define JD_JOURNEYCTL_CHAT_H
 
+#include "journeyctl_common.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -15,10 +17,10 @@ bool jd_ctl_chat_owns(const char *group);
 void jd_ctl_chat_usage(FILE *f);
 
 /* Runs a chat command. argv holds the words after group (a subcommand for "agent", then options);
- * db_url is --database-url given before the command (NULL: the command's own --database-url or
- * JOURNEYD_DATABASE_URL); actor is what the audit log records. Returns the exit status: 0, 1 on
- * an error, 2 on a usage error (each error is one line "journeyctl: ..." on stderr). */
-int jd_ctl_chat_main(const char *group, int argc, char **argv, const char *db_url,
-                     const char *actor);
+ * c comes from journeyctl.c with db_url (--database-url given before the command; NULL: the
+ * command's own --database-url or JOURNEYD_DATABASE_URL) and actor (what the audit log records)
+ * set; this sets c->flags and c->cmd and closes c->conn. Returns the exit status: 0, 1 on an
+ * error, 2 on a usage error (each error is one line "journeyctl: ..." on stderr). */
+JD_CTL_WUR int jd_ctl_chat_main(jd_ctl *c, const char *group, int argc, char **argv);
 
 #endif
