@@ -46,6 +46,28 @@ BEGIN
     RETURN jd_chat__agent((ctx ->> 'agent_id')::bigint);
 END $$;
 
+-- The site's codebook for the console's coding form: the slugs and names of its maps' stages
+-- (in map order), touchpoints, obstacles and personas, each slug once.
+CREATE FUNCTION jd_chat__codebook(p_site_id bigint) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'stages', (SELECT coalesce(jsonb_agg(jsonb_build_object('slug', x.slug, 'name', x.name) ORDER BY x.m, x.pos, x.slug), '[]')
+                   FROM (SELECT DISTINCT ON (s.slug) s.slug, s.name, m.id AS m, s.position AS pos
+                         FROM stages s JOIN maps m ON m.id = s.map_id WHERE m.site_id = p_site_id
+                         ORDER BY s.slug, m.id) x),
+        'touchpoints', (SELECT coalesce(jsonb_agg(jsonb_build_object('slug', x.slug, 'name', x.name) ORDER BY x.name, x.slug), '[]')
+                        FROM (SELECT DISTINCT ON (t.slug) t.slug, t.name
+                              FROM touchpoints t JOIN maps m ON m.id = t.map_id WHERE m.site_id = p_site_id
+                              ORDER BY t.slug, m.id) x),
+        'obstacles', (SELECT coalesce(jsonb_agg(jsonb_build_object('slug', x.slug, 'name', x.name) ORDER BY x.name, x.slug), '[]')
+                      FROM (SELECT DISTINCT ON (o.slug) o.slug, o.name
+                            FROM obstacles o JOIN maps m ON m.id = o.map_id WHERE m.site_id = p_site_id
+                            ORDER BY o.slug, m.id) x),
+        'personas', (SELECT coalesce(jsonb_agg(jsonb_build_object('slug', x.slug, 'name', x.name) ORDER BY x.name, x.slug), '[]')
+                     FROM (SELECT DISTINCT ON (p.slug) p.slug, p.name
+                           FROM personas p JOIN maps m ON m.id = p.map_id WHERE m.site_id = p_site_id
+                           ORDER BY p.slug, m.id) x))
+$$;
+
 CREATE FUNCTION jd_chat__int(p jsonb, k text) RETURNS int LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN jsonb_typeof(p -> k) = 'number' THEN (p ->> k)::numeric::int END
 $$;
@@ -162,7 +184,8 @@ BEGIN
         RETURN jsonb_build_object(
             'agent', jsonb_build_object('id', r.agent_id, 'name', r.name, 'email', r.email,
                                         'role', r.role, 'site', r.site_key, 'site_id', r.site_id),
-            'online', jd_agents_online(r.site_id), 'canned', jd_canned_list(r.agent_id));
+            'online', jd_agents_online(r.site_id), 'canned', jd_canned_list(r.agent_id),
+            'catalog', jd_chat__codebook(r.site_id));
     WHEN 'agent_check' THEN
         PERFORM 1 FROM jd_agent_session(ctx ->> 'token') s
         WHERE s.agent_id = (ctx ->> 'agent_id')::bigint;

@@ -386,6 +386,9 @@ h.test('coding a span (code points, emoji before it) makes a message_codes row a
   await form.waitFor();
   await waitFor(async () => (await page.getByLabel('Quote (empty = the whole message)').inputValue()) === QUOTE, { what: 'quote filled from the selection' });
   await page.getByLabel('1 very negative').check();
+  // The welcome's codebook offers the site's obstacles by name.
+  const [{ name: obstacleName }] = (await h.pg.query('SELECT name FROM obstacles WHERE id = $1', [cat.obstacles['shipping-cost']])).rows;
+  await form.getByRole('checkbox', { name: obstacleName }).first().waitFor();
   await page.getByLabel('Obstacle slugs (comma-separated)').fill('shipping-cost');
   await page.getByLabel('Stage', { exact: true }).fill('purchase');
   await page.getByLabel('Touchpoint', { exact: true }).fill('website');

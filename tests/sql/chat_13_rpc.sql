@@ -49,6 +49,9 @@ SELECT token AS anna_token FROM jd_agent_login('rpc-site-a-0001', 'anna@a.exampl
 SELECT token AS bob_token FROM jd_agent_login('rpc-site-b-0001', 'bob@b.example', 'correct horse battery') \gset
 SELECT is(jd_chat_rpc('agent_hello', format('{"token": "%s"}', :'anna_token')::jsonb, '{}') #>> '{agent,name}', 'Anna',
           'agent_hello returns the agent behind the session');
+SELECT is(jd_chat_rpc('agent_hello', format('{"token": "%s"}', :'anna_token')::jsonb, '{}') -> 'catalog',
+          '{"stages": [{"name": "Purchase", "slug": "purchase"}], "touchpoints": [{"name": "Website", "slug": "website"}], "obstacles": [], "personas": []}'::jsonb,
+          'the welcome carries the site''s codebook for the coding form');
 SELECT throws_ok($$SELECT jd_chat_rpc('agent_hello', '{"token": "jda_nope"}', '{}')$$, 'JD401', NULL,
                  'an unknown session is JD401');
 SELECT is(jd_chat_rpc('agent_open', format('{"agent_id": %s}', :anna)::jsonb, format('{"conversation": "%s"}', :'conv')::jsonb) ->> 'conversation',
