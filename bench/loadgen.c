@@ -676,8 +676,9 @@ static void on_message(worker_t *w, conn_t *c, const char *m, size_t len)
     } else if (rest >= 6 && memcmp(t, "error\"", 6) == 0) {
         on_error_frame(w, c, m, len);
     } else if ((rest >= 7 && memcmp(t, "survey\"", 7) == 0) ||
-               (rest >= 5 && memcmp(t, "pong\"", 5) == 0)) {
-        /* nothing to do */
+               (rest >= 5 && memcmp(t, "pong\"", 5) == 0) ||
+               (rest >= 5 && memcmp(t, "chat.", 5) == 0)) {
+        /* nothing to do (chat.presence follows the welcome on sites with live chat) */
     } else {
         w->bad_frames++;
     }
