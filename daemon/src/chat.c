@@ -271,17 +271,25 @@ static void send_ack(jd_chat *chat, uint64_t conn_id, const char *id, json_t *se
     send_json(chat, conn_id, f);
 }
 
+/* A frame: type (and re) first, as every journeyd frame starts, then the members of body
+ * (borrowed; may be NULL). Returns NULL when out of memory. */
+static json_t *frame_of(const char *type, const char *re, json_t *body)
+{
+    json_t *f = json_pack("{s:s}", "type", type);
+    if (f && re)
+        json_object_set_new(f, "re", json_string(re));
+    if (f && json_is_object(body))
+        json_object_update_missing(f, body);
+    return f;
+}
+
 /* A reply frame: the call's result object plus type and re. */
 static void send_result(jd_chat *chat, uint64_t conn_id, const char *type, const char *re,
                         json_t *result)
 {
-    json_t *f = json_is_object(result) ? json_deep_copy(result) : json_object();
-    if (!f)
-        return;
-    json_object_set_new(f, "type", json_string(type));
-    if (re)
-        json_object_set_new(f, "re", json_string(re));
-    send_json(chat, conn_id, f);
+    json_t *f = frame_of(type, re, result);
+    if (f)
+        send_json(chat, conn_id, f);
 }
 
 /* --- calls ------------------------------------------------------------------------------------ */
@@ -553,10 +561,9 @@ static void fan_out(jd_chat *chat, json_t *entry, json_t *result)
             int64_t seq = json_integer_value(json_object_get(m, "seq"));
             if (seq <= w->last_seq_sent)
                 continue;
-            json_t *f = json_deep_copy(m);
+            json_t *f = frame_of("chat.message", NULL, m);
             if (!f)
                 break;
-            json_object_set_new(f, "type", json_string("chat.message"));
             send_json(chat, w->conn_id, f);
             w->last_seq_sent = seq;
             jd_metrics_chat_pushed(1);
@@ -1075,11 +1082,12 @@ static void reply_agent_hello(jd_chat *chat, chat_conn *c, chat_call *call, json
              json_string_value(json_object_get(agent, "name")) ?: "");
     bool first = !agent_has_other_conn(chat, c);
     c->authed = true;
-    json_t *f = json_deep_copy(result);
-    json_object_set_new(f, "type", json_string("welcome"));
-    json_object_set_new(f, "re", json_string(call->id));
-    json_object_set_new(f, "v", json_integer(1));
-    send_json(chat, c->id, f);
+    json_t *f = frame_of("welcome", call->id, NULL);
+    if (f) {
+        json_object_set_new(f, "v", json_integer(1));
+        json_object_update_missing(f, result);
+        send_json(chat, c->id, f);
+    }
     if (first)
         agent_presence(chat, c, true);
 }

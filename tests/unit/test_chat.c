@@ -105,6 +105,11 @@ static void visitor(fixture *f, uint64_t conn, const char *json)
 
 static const char *frame_type(const fixture *f, size_t i)
 {
+    /* Every frame starts with its type, as journeyd's frames do (clients may rely on it). */
+    char *text = json_dumps(f->r.frames[i], JSON_COMPACT);
+    assert_non_null(text);
+    assert_memory_equal(text, "{\"type\":", 8);
+    free(text);
     return json_string_value(json_object_get(f->r.frames[i], "type"));
 }
 
