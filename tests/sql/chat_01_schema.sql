@@ -3,23 +3,8 @@ BEGIN;
 SELECT no_plan();
 SET client_min_messages TO warning;
 
--- Fixture: site A with one map (stages, touchpoints, obstacles, a persona), site B with its own.
-INSERT INTO sites (key, name) VALUES ('chat-site-a-0001', 'Shop A') RETURNING id AS site_a \gset
-INSERT INTO sites (key, name) VALUES ('chat-site-b-0001', 'Shop B') RETURNING id AS site_b \gset
-INSERT INTO maps (site_id, slug, name) VALUES (:site_a, 'main', 'Main') RETURNING id AS map_a \gset
-INSERT INTO maps (site_id, slug, name) VALUES (:site_b, 'main', 'Main B') RETURNING id AS map_b \gset
-INSERT INTO stages (map_id, slug, name, position) VALUES (:map_a, 'consideration', 'Consideration', 1),
-    (:map_a, 'purchase', 'Purchase', 2), (:map_b, 'purchase', 'Purchase B', 1);
-INSERT INTO touchpoints (map_id, slug, name) VALUES (:map_a, 'website', 'Website'), (:map_a, 'email', 'E-mail'),
-    (:map_b, 'website', 'Website B');
-INSERT INTO obstacles (map_id, slug, name) VALUES (:map_a, 'shipping-cost', 'Shipping cost'),
-    (:map_a, 'slow-site', 'Slow site'), (:map_b, 'b-only', 'B only');
-INSERT INTO personas (map_id, slug, name) VALUES (:map_a, 'parent', 'Parent');
-SELECT id AS st_consideration FROM stages WHERE map_id = :map_a AND slug = 'consideration' \gset
-SELECT id AS st_purchase FROM stages WHERE map_id = :map_a AND slug = 'purchase' \gset
-SELECT id AS tp_website FROM touchpoints WHERE map_id = :map_a AND slug = 'website' \gset
-SELECT id AS st_purchase_b FROM stages WHERE map_id = :map_b \gset
-
+-- Fixture: site A with one map, site B with its own (chat_fixture.psql).
+\ir chat_fixture.psql
 SELECT has_table(t) FROM unnest(ARRAY['agents', 'agent_sessions', 'agent_login_failures',
     'agent_presence', 'canned_responses', 'conversations', 'messages', 'message_codes']) AS t;
 SELECT has_view('chat_evidence');
