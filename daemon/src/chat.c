@@ -653,14 +653,6 @@ static const char *watched_conv(jd_chat *chat, chat_conn *c, json_t *msg, const 
     return conv;
 }
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 static bool check_body(jd_chat *chat, chat_conn *c, json_t *msg, const char *id)
 {
     const char *body = json_string_value(json_object_get(msg, "body"));
@@ -668,7 +660,7 @@ static bool check_body(jd_chat *chat, chat_conn *c, json_t *msg, const char *id)
         send_error(chat, c->id, id, "missing_field", "body", "a message needs a body string");
         return false;
     }
-    size_t n = utf8_chars(body);
+    size_t n = jd_utf8_length(body);
     bool blank = true;
     for (const char *p = body; *p && blank; p++)
         blank = *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r';

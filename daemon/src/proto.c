@@ -112,15 +112,6 @@ void jd_proto_encode_error(jd_buf *out, const jd_proto_error *err)
     jd_buf_puts(out, "}");
 }
 
-/* Characters, not bytes: lws has already rejected invalid UTF-8. */
-static size_t utf8_length(const char *text)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-        n += (*p & 0xC0) != 0x80;
-    return n;
-}
-
 static bool valid_slug(const char *s)
 {
     size_t n = strlen(s);
@@ -147,7 +138,7 @@ static bool opt_string(json_t *obj, const char *key, size_t max, const char *id,
         set_error(err, JD_ERR_BAD_FIELD, id, key, "%s must be a string", key);
         return false;
     }
-    if (utf8_length(json_string_value(v)) > max) {
+    if (jd_utf8_length(json_string_value(v)) > max) {
         set_error(err, JD_ERR_OUT_OF_RANGE, id, key, "%s is longer than %zu characters", key, max);
         return false;
     }
@@ -488,7 +479,7 @@ static bool handle_hello(const jd_catalog *catalog, const char *site_key, jd_pro
         json_object_foreach(utm, k, uv)
         {
             /* Only the five standard parameters, as short strings. */
-            if (!json_is_string(uv) || utf8_length(json_string_value(uv)) > 200 ||
+            if (!json_is_string(uv) || jd_utf8_length(json_string_value(uv)) > 200 ||
                 (strcmp(k, "source") && strcmp(k, "medium") && strcmp(k, "campaign") &&
                  strcmp(k, "term") && strcmp(k, "content")))
                 continue;
@@ -758,7 +749,7 @@ static bool handle_answer(const jd_catalog *catalog, jd_proto_session *s, json_t
             set_error(err, JD_ERR_OUT_OF_RANGE, id, "value", "text must not be empty");
             return false;
         }
-        if (utf8_length(t) > JD_PROTO_MAX_TEXT) {
+        if (jd_utf8_length(t) > JD_PROTO_MAX_TEXT) {
             set_error(err, JD_ERR_OUT_OF_RANGE, id, "value", "text is longer than %d characters",
                       JD_PROTO_MAX_TEXT);
             return false;

@@ -240,3 +240,11 @@ bool jd_utf8_text_valid(const char *text, size_t len)
     }
     return true;
 }
+
+size_t jd_utf8_length(const char *text)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        n += (*p & 0xC0) != 0x80; /* count every byte that is not a continuation byte */
+    return n;
+}

@@ -47,6 +47,9 @@ bool jd_timestamp_valid(const char *text);
 /* True when text[0..len) is well-formed UTF-8 with no NUL byte (PostgreSQL text cannot hold NUL). */
 bool jd_utf8_text_valid(const char *text, size_t len);
 
+/* Code points in the NUL-terminated UTF-8 text (as PostgreSQL's length() counts them). */
+size_t jd_utf8_length(const char *text);
+
 /* 64-bit FNV-1a hash. */
 uint64_t jd_hash64(const void *data, size_t len);
 
