@@ -435,8 +435,10 @@ static int ws_receive(jd_net *net, jd_conn *c, struct lws *wsi, const void *in, 
     }
     jd_buf_append(&c->rx, in, len);
     if (!jd_buf_ok(&c->rx)) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, NULL, 0);
-        return -1;
+        /* Like the oversize close above: through the writeable path, never -1 mid-message. */
+        jd_buf_free(&c->rx);
+        conn_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return 0;
     }
     if (!lws_is_final_fragment(wsi))
         return 0;
