@@ -44,7 +44,8 @@ uint64_t jd_now_us(void);
 /* True when text is an RFC 3339 timestamp such as 2026-11-29T07:00:00.123Z or ...+01:00. */
 bool jd_timestamp_valid(const char *text);
 
-/* True when text[0..len) is well-formed UTF-8 with no NUL byte (PostgreSQL text cannot hold NUL). */
+/* True when text[0..len) is well-formed UTF-8 with no NUL byte (PostgreSQL text cannot hold NUL).
+ */
 bool jd_utf8_text_valid(const char *text, size_t len);
 
 /* Code points in the NUL-terminated UTF-8 text (as PostgreSQL's length() counts them). */
